@@ -1,0 +1,195 @@
+package recorder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/natsx"
+	"github.com/switchyard-io/switchyard/streams"
+)
+
+// Recorder consumes RESULTS into a Store. Create it with New, run it with
+// Start, end it with Stop.
+type Recorder struct {
+	cfg    Config
+	js     jetstream.JetStream
+	store  Store
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+	healthy bool
+}
+
+// New builds a recorder writing to store.
+func New(js jetstream.JetStream, store Store, cfg Config, logger *slog.Logger) (*Recorder, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	return &Recorder{cfg: cfg, js: js, store: store, logger: logger.With("component", "recorder"), healthy: true}, nil
+}
+
+// Start binds the recorder consumer and starts consuming.
+func (r *Recorder) Start(ctx context.Context) error {
+	c, err := natsx.ApplyConsumer(ctx, r.js, streams.Results, streams.RecorderConsumer(), nil, r.logger)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done != nil {
+		return errors.New("recorder: already started")
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.done = make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.run(ctx, c)
+	}()
+	return nil
+}
+
+// Stop ends consuming after the batch in hand is committed or handed back.
+// It is idempotent and safe before Start.
+func (r *Recorder) Stop() {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// Healthy reports whether the last write to the store succeeded.
+func (r *Recorder) Healthy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.healthy
+}
+
+func (r *Recorder) run(ctx context.Context, c jetstream.Consumer) {
+	pause := time.Duration(0)
+	for ctx.Err() == nil {
+		if pause > 0 {
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return
+			}
+		}
+		msgs, err := r.next(ctx, c)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.logger.Warn("fetch results", "err", err)
+			}
+			pause = min(max(2*pause, 100*time.Millisecond), 5*time.Second)
+			continue
+		}
+		pause = 0
+		if len(msgs) > 0 {
+			r.commit(ctx, msgs)
+		}
+	}
+}
+
+// next returns the next batch: whatever is waiting, up to BatchSize, or —
+// when nothing is — the first result to arrive within FetchMaxWait plus
+// whatever came with it. That keeps latency low at a trickle and batches big
+// under load.
+func (r *Recorder) next(ctx context.Context, c jetstream.Consumer) ([]jetstream.Msg, error) {
+	msgs, err := collect(c.FetchNoWait(r.cfg.BatchSize))
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, r.cfg.FetchMaxWait)
+	defer cancel()
+	msgs, err = collect(c.Fetch(1, jetstream.FetchContext(fctx)))
+	if err != nil || len(msgs) == 0 {
+		return nil, err
+	}
+	more, err := collect(c.FetchNoWait(r.cfg.BatchSize - 1))
+	return append(msgs, more...), err
+}
+
+func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	err = batch.Error()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, jetstream.ErrNoMessages) {
+		err = nil
+	}
+	return msgs, err
+}
+
+// commit writes one batch and acks it. Unreadable results are terminated
+// (logged, never retried); the rest are retried until the store takes them
+// or the recorder stops, when they are naked for another replica.
+func (r *Recorder) commit(ctx context.Context, msgs []jetstream.Msg) {
+	results := make([]job.Result, 0, len(msgs))
+	keep := msgs[:0]
+	for _, m := range msgs {
+		var res job.Result
+		if err := json.Unmarshal(m.Data(), &res); err != nil || !job.ValidID(res.JobID) || !res.Status.Valid() || res.Attempt < 1 {
+			r.logger.Error("unreadable result dropped", "subject", m.Subject(), "err", err)
+			_ = m.TermWithReason("unreadable result")
+			continue
+		}
+		results = append(results, res)
+		keep = append(keep, m)
+	}
+	if len(results) == 0 {
+		return
+	}
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
+		// A batch in hand is committed even when Stop comes meanwhile.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := r.store.Record(wctx, results)
+		cancel()
+		if err == nil {
+			break
+		}
+		r.setHealthy(false)
+		r.logger.Error("store results failed; holding the batch and retrying", "results", len(results), "retry_in", pause, "err", err)
+		for _, m := range keep {
+			_ = m.InProgress()
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			for _, m := range keep {
+				_ = m.Nak()
+			}
+			return
+		}
+	}
+	if !r.Healthy() {
+		r.logger.Info("store writes recovered")
+	}
+	r.setHealthy(true)
+	for _, m := range keep {
+		_ = m.Ack()
+	}
+}
+
+func (r *Recorder) setHealthy(ok bool) {
+	r.mu.Lock()
+	r.healthy = ok
+	r.mu.Unlock()
+}

@@ -1,0 +1,116 @@
+package recorder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard-io/switchyard/pkg/job"
+)
+
+// ErrNotFound is returned (wrapped) by Store.Job when no result of the job
+// has been recorded.
+var ErrNotFound = errors.New("recorder: job not found")
+
+// ErrInvalidResult is matched (with errors.Is) by the error Store.Record
+// returns when a result could never be stored: no job id, an unknown status
+// or a negative attempt. Nothing of the batch is written then, so a caller
+// that consumes a stream should drop or dead-letter that result and record
+// the rest again rather than retry the whole batch forever.
+var ErrInvalidResult = errors.New("recorder: invalid result")
+
+// Store keeps one row per job plus one row per attempt.
+//
+// Every implementation must pass the conformance suite in
+// pkg/recorder/storetest. Times come back in UTC, exact to the nanosecond;
+// a zero time is stored as "unknown" and comes back zero.
+type Store interface {
+	// Record writes a batch of results in one transaction: all of it is
+	// stored or none of it is.
+	//
+	// It is idempotent and monotonic, so at-least-once delivery in any
+	// order converges on the same rows. Each result adds its attempt row
+	// unless that attempt is already stored. The job row takes the incoming
+	// result only when it ranks at least as high as the one it holds, rank
+	// being (status is final, attempt): a final status beats a non-final
+	// one and, between equals, the higher or equal attempt wins. The job's
+	// Attempts is the highest attempt seen either way.
+	Record(ctx context.Context, results []job.Result) error
+	// Job returns the row of one job with its attempts, or an error
+	// matching ErrNotFound.
+	Job(ctx context.Context, id string) (*JobRow, error)
+	// BatchCounts returns the number of jobs per status for a batch id.
+	// Only statuses that occur are present.
+	BatchCounts(ctx context.Context, batch string) (map[job.Status]int, error)
+	// Latencies returns the end-to-end latencies (FinishedAt - EnqueuedAt)
+	// of the jobs of a batch whose status is final, sorted ascending. Jobs
+	// whose results lack either time are left out.
+	Latencies(ctx context.Context, batch string) ([]time.Duration, error)
+	// Ping checks that the store can be reached.
+	Ping(ctx context.Context) error
+	// Close releases the store. It is safe to call more than once; every
+	// other method fails after it.
+	Close() error
+}
+
+// JobRow is the stored state of one job: the fields of its highest-ranking
+// result (see Store.Record) and the outcome of every attempt.
+type JobRow struct {
+	JobID    string
+	Provider string
+	Task     string
+	Lane     job.Lane
+	Batch    string
+	Status   job.Status
+	// Attempt is the attempt whose outcome this row shows.
+	Attempt int
+	// Attempts is the highest attempt number seen for the job. It can be
+	// above Attempt when a non-final result arrived after a final one.
+	Attempts   int
+	HTTPStatus int
+	Error      string
+	ErrorClass job.Class
+	LatencyMS  int64
+	EnqueuedAt time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// Response is the result's job.Response as JSON, or nil if it had none.
+	Response json.RawMessage
+	// Meta is the job's meta as published, or nil.
+	Meta     json.RawMessage
+	WorkerID string
+	// UpdatedAt is when the store last replaced this row's outcome.
+	UpdatedAt time.Time
+	// AttemptRows holds one row per recorded attempt, by attempt number.
+	AttemptRows []AttemptRow
+}
+
+// AttemptRow is the outcome of one attempt of a job.
+type AttemptRow struct {
+	Attempt    int
+	Status     job.Status
+	HTTPStatus int
+	Error      string
+	ErrorClass job.Class
+	LatencyMS  int64
+	StartedAt  time.Time
+	FinishedAt time.Time
+	WorkerID   string
+}
+
+// checkResult rejects what no store could keep. It is deliberately lenient
+// about everything else (unknown lanes, tokens, classes): the recorder stores
+// what workers said, and workers validate what they say.
+func checkResult(i int, r *job.Result) error {
+	switch {
+	case r.JobID == "":
+		return fmt.Errorf("result %d: no job_id: %w", i, ErrInvalidResult)
+	case !r.Status.Valid():
+		return fmt.Errorf("result %d (job %s): unknown status %q: %w", i, r.JobID, r.Status, ErrInvalidResult)
+	case r.Attempt < 0:
+		return fmt.Errorf("result %d (job %s): negative attempt %d: %w", i, r.JobID, r.Attempt, ErrInvalidResult)
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+// Package streams holds the JetStream stream and consumer definitions that
+// every Switchyard service applies at start, and the JSON Schemas of the
+// envelopes. The JSON files are the source of truth: they are in the format
+// `nats stream add --config` and `nats consumer add --config` accept, so an
+// operator can create or inspect the same objects with the nats CLI.
+//
+// consumer-work.json is a template: PROVIDER and LANE stand for a provider
+// name and a lane (live or bulk). WorkConsumer fills them in.
+package streams
+
+import (
+	"embed"
+	"strings"
+)
+
+//go:embed *.json
+var files embed.FS
+
+// Names of the streams and of the recorder's consumer.
+const (
+	Jobs     = "JOBS"
+	Results  = "RESULTS"
+	DLQ      = "DLQ"
+	Recorder = "recorder"
+)
+
+// Streams returns the stream definitions, JOBS first.
+func Streams() map[string][]byte {
+	return map[string][]byte{Jobs: mustRead("jobs.json"), Results: mustRead("results.json"), DLQ: mustRead("dlq.json")}
+}
+
+// Stream returns the definition of one stream.
+func Stream(name string) []byte { return Streams()[name] }
+
+// RecorderConsumer returns the definition of the recorder's durable consumer
+// on RESULTS.
+func RecorderConsumer() []byte { return mustRead("consumer-recorder.json") }
+
+// WorkConsumer returns the definition of the durable consumer that workers
+// share for one lane of one provider on JOBS. provider and lane must be valid
+// subject tokens (job.ValidToken, job.Lane.Valid); they are substituted
+// as text.
+func WorkConsumer(provider, lane string) []byte {
+	s := string(mustRead("consumer-work.json"))
+	return []byte(strings.NewReplacer("PROVIDER", provider, "LANE", lane).Replace(s))
+}
+
+// Schema returns one of the JSON Schemas: "job", "result" or "deadletter".
+func Schema(name string) ([]byte, error) { return files.ReadFile(name + ".schema.json") }
+
+func mustRead(name string) []byte {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		panic("streams: " + name + " is not embedded: " + err.Error())
+	}
+	return b
+}
