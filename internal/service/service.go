@@ -1,0 +1,89 @@
+// Package service holds what every Switchyard main does the same way:
+// common flags, loading config, building the logger, and connecting to
+// NATS with the streams applied.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-io/switchyard/pkg/config"
+	"github.com/switchyard-io/switchyard/pkg/logging"
+	"github.com/switchyard-io/switchyard/pkg/natsx"
+)
+
+// Flags are the flags every service has. Register them with NewFlags,
+// parse, then Load.
+type Flags struct {
+	fs   *flag.FlagSet
+	file *string
+	keys map[string]string
+}
+
+// NewFlags registers --config, --nats-url, --log-level and --log-format on fs.
+func NewFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{fs: fs, keys: map[string]string{}}
+	f.file = fs.String("config", "", "YAML config `file`")
+	f.Key("nats-url", "nats.url", "", "NATS server `URL`s, comma separated (default nats://127.0.0.1:4222)")
+	f.Key("log-level", "log.level", "", "log `level`: debug, info, warn, error (default info)")
+	f.Key("log-format", "log.format", "", "log `format`: auto, text, json (default auto)")
+	return f
+}
+
+// Key registers a string flag that sets a config key.
+func (f *Flags) Key(name, key, value, usage string) {
+	f.fs.String(name, value, usage)
+	f.keys[name] = key
+}
+
+// Load layers defaults, the config file, the environment and the flags that
+// were set, and builds the logger.
+func (f *Flags) Load(stderr io.Writer, defaults map[string]any) (*config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(config.Options{File: *f.file, Flags: config.SetFlags(f.fs, f.keys), Defaults: defaults})
+	if err != nil {
+		return nil, nil, err
+	}
+	logger, err := logging.New(stderr, cfg.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, logger, nil
+}
+
+// Connect connects to NATS and applies the Switchyard streams.
+func Connect(ctx context.Context, cfg natsx.Config, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := natsx.Connect(cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := natsx.ApplyStreams(actx, js, cfg.Replicas, logger); err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("apply streams: %w", err)
+	}
+	return nc, js, nil
+}
+
+// Exit prints err and exits 1, or exits 0 when err is nil or flag.ErrHelp.
+func Exit(name string, err error) {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	os.Exit(1)
+}

@@ -1,0 +1,29 @@
+package provider
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Backoff returns the delay before the attempt after attempt (1-based):
+// exponential with full jitter, uniform in [0, min(cap, base·2^(attempt-1))].
+// Full jitter spreads a crowd of failing jobs evenly instead of retrying
+// them in waves.
+func Backoff(attempt int, base, cap time.Duration) time.Duration {
+	ceiling := base
+	for i := 1; i < attempt && ceiling < cap; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, cap)
+	if ceiling <= 0 {
+		return 0
+	}
+	return rand.N(ceiling + 1)
+}
+
+// RetryDelay is the wait before the next attempt: the provider's
+// Retry-After when it asked for one longer than the backoff, else the
+// backoff.
+func (p *Provider) RetryDelay(attempt int, retryAfter time.Duration) time.Duration {
+	return max(retryAfter, Backoff(attempt, p.cfg.BackoffBase, p.cfg.BackoffCap))
+}

@@ -1,0 +1,15 @@
+// Package provider turns a job into one HTTP call to a configured
+// third-party API, and says what the answer means.
+//
+// A Provider owns a tuned http.Client whose connection pool is sized to the
+// provider's concurrency, so thousands of calls in flight reuse keep-alive
+// connections instead of dialing. It builds each request from the provider's
+// base URL and the job's relative path (never letting a job pick the host,
+// the auth header or the idempotency key), bounds every call by the
+// provider's timeout, and caps the response body it keeps.
+//
+// Call reports failures as *Error, whose Class and Retryable fields carry
+// the decision to the worker: network errors, timeouts, 408, 429 and 5xx are
+// worth retrying (after Retry-After when the provider sent one); other
+// non-2xx answers are permanent.
+package provider

@@ -1,0 +1,67 @@
+package worker
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Config tunes a worker process. Provider limits live with each provider.
+type Config struct {
+	// ID names this replica in results and logs. Default: hostname plus a
+	// random suffix.
+	ID string `koanf:"id"`
+	// MaxBatch caps one fetch. Default 256.
+	MaxBatch int `koanf:"max_batch"`
+	// FetchMaxWait is how long one fetch waits for messages when a lane is
+	// empty. Default 2s.
+	FetchMaxWait time.Duration `koanf:"fetch_max_wait"`
+	// ShutdownGrace is how long in-flight calls may run after a stop before
+	// they are cancelled and their jobs naked for another replica. Default 30s.
+	ShutdownGrace time.Duration `koanf:"shutdown_grace"`
+	// UnroutedInterval is how often the worker looks for jobs that no work
+	// consumer covers (an unknown provider or lane) and dead-letters them.
+	// Default 2s.
+	UnroutedInterval time.Duration `koanf:"unrouted_interval"`
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "worker"
+		}
+		c.ID = host + "-" + uuid.NewString()[:8]
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 256
+	}
+	if c.FetchMaxWait == 0 {
+		c.FetchMaxWait = 2 * time.Second
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 30 * time.Second
+	}
+	if c.UnroutedInterval == 0 {
+		c.UnroutedInterval = 2 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxBatch < 1 || c.MaxBatch > 10000:
+		return fmt.Errorf("max_batch: %d must be between 1 and 10000", c.MaxBatch)
+	case c.FetchMaxWait < 100*time.Millisecond:
+		return fmt.Errorf("fetch_max_wait: %s must be at least 100ms", c.FetchMaxWait)
+	case c.ShutdownGrace < 0:
+		return fmt.Errorf("shutdown_grace: %s must not be negative", c.ShutdownGrace)
+	case c.UnroutedInterval < 100*time.Millisecond:
+		return fmt.Errorf("unrouted_interval: %s must be at least 100ms", c.UnroutedInterval)
+	}
+	return nil
+}

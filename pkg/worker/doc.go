@@ -1,0 +1,19 @@
+// Package worker runs jobs from the JOBS stream against their providers.
+//
+// For every configured provider and lane the worker binds the durable pull
+// consumer work_<provider>_<lane>, which every replica in the fleet shares,
+// and runs one fetch loop on it. A loop only asks for as many messages as it
+// can start at once (free slots of the provider), so nothing waits in a
+// local buffer while its AckWait runs, and each message runs on its own
+// goroutine, so a slow call never blocks the loop or another provider.
+//
+// Each attempt ends in exactly one result on RESULTS (and a dead letter on
+// DLQ when the job is given up); the job is acked, naked with a delay, or
+// terminated only after the server has confirmed storing that outcome. A
+// worker that dies at any instant therefore loses nothing: an unacked job is
+// redelivered after AckWait.
+//
+// Shutdown happens in this order (Stop): stop fetching; let in-flight calls
+// finish within ShutdownGrace; cancel what is still running and nak it
+// without delay so another replica takes it at once.
+package worker

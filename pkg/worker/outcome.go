@@ -1,0 +1,59 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/provider"
+)
+
+type action int
+
+const (
+	actionAck   action = iota // final outcome stored: done
+	actionRetry               // nak with delay: another attempt later
+	actionTerm                // dead: stored in DLQ too, never redelivered
+)
+
+type outcome struct {
+	result job.Result
+	action action
+	delay  time.Duration
+	dead   *job.DeadLetter
+}
+
+// decide is the one place that maps an attempt's answer to a status and to
+// what happens to the message.
+func decide(r job.Result, reply *provider.Reply, err error, attempt, maxAttempts int, retryDelay func(int, time.Duration) time.Duration) outcome {
+	if reply != nil {
+		r.HTTPStatus, r.Response = reply.HTTPStatus, reply.Response
+	}
+	if err == nil {
+		r.Status = job.StatusSucceeded
+		return outcome{result: r, action: actionAck}
+	}
+	r.Error = err.Error()
+	var perr *provider.Error
+	if !errors.As(err, &perr) {
+		perr = &provider.Error{Class: job.ClassNetwork, Retryable: true, Err: err}
+	}
+	r.ErrorClass = perr.Class
+	switch {
+	case perr.Retryable && attempt < maxAttempts:
+		delay := retryDelay(attempt, perr.RetryAfter)
+		at := r.FinishedAt.Add(delay)
+		r.Status, r.RetryAt = job.StatusRetrying, &at
+		return outcome{result: r, action: actionRetry, delay: delay}
+	case perr.Retryable:
+		r.Status, r.Error = job.StatusDead, fmt.Sprintf("gave up after %d attempts: %s", attempt, r.Error)
+		return outcome{result: r, action: actionTerm}
+	case perr.Class == job.ClassInvalid:
+		r.Status = job.StatusDead
+		return outcome{result: r, action: actionTerm}
+	default:
+		r.Status = job.StatusFailed
+		return outcome{result: r, action: actionAck}
+	}
+}

@@ -1,0 +1,208 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-io/switchyard/pkg/job"
+)
+
+// publishTimeout bounds one attempt to store an outcome.
+const publishTimeout = 5 * time.Second
+
+// process runs one delivery of a job to its end: an outcome stored, then the
+// message settled. ctx is cancelled only when Stop's grace is over.
+func (w *Worker) process(ctx context.Context, l *lane, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil { // not a JetStream message; cannot happen on a pull consumer
+		w.logger.Error("message without metadata", "subject", msg.Subject(), "err", err)
+		return
+	}
+	d := delivery{msg: msg, attempt: int(meta.NumDelivered), seq: meta.Sequence.Stream, enqueuedAt: meta.Timestamp, lane: l.lane}
+
+	j, _, err := job.Parse(msg.Subject(), msg.Data())
+	if err != nil {
+		w.deadLetter(ctx, d, j, job.ClassInvalid, err.Error(), 0)
+		return
+	}
+	d.job = j
+	now := time.Now()
+	if j.ExpiresAt != nil && now.After(*j.ExpiresAt) {
+		r := w.newResult(d, now, now)
+		r.Status, r.ErrorClass, r.Error = job.StatusExpired, job.ClassExpired, "expired at "+j.ExpiresAt.Format(time.RFC3339)
+		w.settle(ctx, d, outcome{result: r, action: actionAck})
+		return
+	}
+	if j.NotBefore != nil && now.Before(*j.NotBefore) {
+		// Not due yet: hand it back until then. This spends a delivery but no
+		// call; server-side schedules will replace it.
+		_ = msg.NakWithDelay(j.NotBefore.Sub(now))
+		return
+	}
+	maxAttempts := cmpOr(j.MaxAttempts, l.provider.Config().MaxAttempts)
+	if d.attempt > maxAttempts {
+		// Delivered again after its last attempt, whose worker died before
+		// settling it: the call may or may not have happened.
+		w.deadLetter(ctx, d, j, job.ClassExhausted, fmt.Sprintf("delivery %d is past max_attempts %d; the last attempt's outcome was lost", d.attempt, maxAttempts), 0)
+		return
+	}
+
+	started := time.Now()
+	reply, callErr := l.provider.Call(ctx, j)
+	finished := time.Now()
+	if ctx.Err() != nil && errors.Is(callErr, ctx.Err()) {
+		// Stopped mid-call: no outcome, so hand the job to another replica now.
+		_ = msg.Nak()
+		return
+	}
+	out := decide(w.newResult(d, started, finished), reply, callErr, d.attempt, maxAttempts, l.provider.RetryDelay)
+	if out.action == actionTerm {
+		out.dead = newDeadLetter(out.result, msg, w.cfg.ID)
+	}
+	w.settle(ctx, d, out)
+}
+
+// delivery is one message as delivered to this worker.
+type delivery struct {
+	msg        jetstream.Msg
+	job        *job.Job // nil when the envelope could not be read
+	lane       job.Lane
+	attempt    int
+	seq        uint64
+	enqueuedAt time.Time
+}
+
+func (w *Worker) newResult(d delivery, started, finished time.Time) job.Result {
+	r := job.Result{
+		V: job.Version, Lane: d.lane, Attempt: d.attempt,
+		EnqueuedAt: d.enqueuedAt.UTC(), StartedAt: started.UTC(), FinishedAt: finished.UTC(),
+		LatencyMS: finished.Sub(started).Milliseconds(), WorkerID: w.cfg.ID,
+	}
+	if j := d.job; j != nil {
+		r.JobID, r.Provider, r.Task, r.Batch, r.Meta = j.ID, j.Provider, j.Task, j.Batch, j.Meta
+	}
+	return r
+}
+
+// deadLetter gives up a job without calling its provider.
+func (w *Worker) deadLetter(ctx context.Context, d delivery, j *job.Job, class job.Class, reason string, httpStatus int) {
+	now := time.Now()
+	d.job = nil
+	r := w.newResult(d, now, now)
+	r.JobID, r.Provider, r.Task = identify(d.msg, j, d.seq)
+	if j != nil && job.ValidID(j.ID) {
+		r.Batch, r.Meta = j.Batch, j.Meta
+		if j.Validate() != nil { // never echo unvalidated meta
+			r.Meta = nil
+		}
+	}
+	r.Status, r.ErrorClass, r.Error, r.HTTPStatus = job.StatusDead, class, reason, httpStatus
+	w.logger.Warn("job dead-lettered", "job_id", r.JobID, "subject", d.msg.Subject(), "reason", class, "err", reason)
+	w.settle(ctx, d, outcome{result: r, action: actionTerm, dead: newDeadLetter(r, d.msg, w.cfg.ID)})
+}
+
+// settle stores the outcome, then acks, naks or terminates the message. If
+// the outcome cannot be stored the message is left for redelivery: never
+// acked without its outcome.
+func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
+	// Publishing must not be cut short by Stop: the call already happened.
+	pctx := context.WithoutCancel(ctx)
+	r := out.result
+	if out.dead != nil {
+		id := fmt.Sprintf("dlq:%s:%d", r.JobID, d.seq)
+		if err := w.publish(pctx, job.DLQSubject(r.Provider, r.Task), id, out.dead); err != nil {
+			w.logger.Error("store dead letter; the job will be redelivered", "job_id", r.JobID, "err", err)
+			_ = d.msg.NakWithDelay(time.Second)
+			return
+		}
+	}
+	id := fmt.Sprintf("%s:%d:%d", r.JobID, d.seq, r.Attempt)
+	if err := w.publish(pctx, job.ResultSubject(r.Provider, r.Task), id, r); err != nil {
+		w.logger.Error("store result; the job will be redelivered", "job_id", r.JobID, "err", err)
+		_ = d.msg.NakWithDelay(time.Second)
+		return
+	}
+	var err error
+	switch out.action {
+	case actionAck:
+		err = d.msg.Ack()
+	case actionRetry:
+		err = d.msg.NakWithDelay(out.delay)
+	case actionTerm:
+		err = d.msg.TermWithReason(string(r.ErrorClass))
+	}
+	if err != nil {
+		w.logger.Warn("settle message", "job_id", r.JobID, "err", err)
+	}
+	if w.logger.Enabled(ctx, slog.LevelDebug) {
+		w.logger.Debug("job attempt", "job_id", r.JobID, "provider", r.Provider, "attempt", r.Attempt, "status", r.Status, "http_status", r.HTTPStatus, "err", r.Error)
+	}
+}
+
+// publish stores one message, retrying briefly with the same message id so
+// that a lost PubAck cannot store it twice.
+func (w *Worker) publish(ctx context.Context, subject, msgID string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", subject, err)
+	}
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
+	for try := 1; ; try++ {
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		_, err = w.js.PublishMsg(pctx, m)
+		cancel()
+		if err == nil || try == 3 {
+			return err
+		}
+		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+	}
+}
+
+// identify finds the best id, provider and task for a message whose
+// envelope may be unreadable: the envelope's, else the subject's, else a
+// placeholder that is still a valid token.
+func identify(msg jetstream.Msg, j *job.Job, seq uint64) (id, provider, task string) {
+	id = fmt.Sprintf("seq-%d", seq)
+	provider, task = "_invalid", "_invalid"
+	if h := msg.Headers().Get(jetstream.MsgIDHeader); job.ValidID(h) {
+		id = h
+	}
+	if j != nil && job.ValidID(j.ID) {
+		id = j.ID
+	}
+	if a, err := job.ParseSubject(msg.Subject()); err == nil {
+		return id, a.Provider, a.Task
+	}
+	if j != nil && job.ValidToken(j.Provider) && job.ValidToken(j.Task) {
+		provider, task = j.Provider, j.Task
+	}
+	return id, provider, task
+}
+
+func newDeadLetter(r job.Result, msg jetstream.Msg, workerID string) *job.DeadLetter {
+	dl := &job.DeadLetter{
+		V: job.Version, JobID: r.JobID, Provider: r.Provider, Task: r.Task, Lane: r.Lane, Batch: r.Batch,
+		Reason: r.ErrorClass, Error: r.Error, HTTPStatus: r.HTTPStatus, Attempts: r.Attempt,
+		Subject: msg.Subject(), DeadAt: r.FinishedAt, WorkerID: workerID,
+	}
+	if json.Valid(msg.Data()) {
+		dl.Job = msg.Data()
+	} else {
+		dl.JobBase64 = msg.Data()
+	}
+	return dl
+}
+
+func cmpOr(a, b int) int {
+	if a != 0 {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,161 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/natsx"
+	"github.com/switchyard-io/switchyard/pkg/provider"
+	"github.com/switchyard-io/switchyard/streams"
+)
+
+// Worker runs the jobs of its providers. Create it with New, run it with
+// Start, and end it with Stop.
+type Worker struct {
+	cfg       Config
+	js        jetstream.JetStream
+	logger    *slog.Logger
+	providers map[string]*provider.Provider
+	lanes     []*lane
+	unrouted  *unroutedSweeper
+
+	stopFetch context.CancelFunc
+	stopWork  context.CancelFunc
+	loops     sync.WaitGroup // fetch loops and the sweeper
+	calls     sync.WaitGroup // jobs being processed
+
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	stopDone chan struct{}
+}
+
+// New builds a worker for the given providers. It does not touch NATS
+// until Start.
+func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, logger *slog.Logger) (*Worker, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if len(providers) == 0 {
+		return nil, errors.New("worker: no providers configured")
+	}
+	w := &Worker{
+		cfg:       cfg,
+		js:        js,
+		logger:    logger.With("worker", cfg.ID),
+		providers: make(map[string]*provider.Provider, len(providers)),
+		stopDone:  make(chan struct{}),
+	}
+	sort.Slice(providers, func(i, k int) bool { return providers[i].Name() < providers[k].Name() })
+	for _, p := range providers {
+		if _, dup := w.providers[p.Name()]; dup {
+			return nil, fmt.Errorf("worker: provider %s given twice", p.Name())
+		}
+		w.providers[p.Name()] = p
+		pc := p.Config()
+		s := newSlots(pc.Concurrency, pc.LiveReserve)
+		for _, l := range job.Lanes {
+			w.lanes = append(w.lanes, &lane{w: w, provider: p, lane: l, slots: s})
+		}
+	}
+	w.unrouted = &unroutedSweeper{w: w}
+	return w, nil
+}
+
+// ID returns the worker's replica id.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Start binds every lane's consumer (creating it if needed) and starts the
+// fetch loops. Cancelling ctx stops fetching, like the first step of Stop;
+// calls already running are not cancelled by it.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return errors.New("worker: already started")
+	}
+	for _, l := range w.lanes {
+		if err := l.bind(ctx); err != nil {
+			return err
+		}
+	}
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	w.stopFetch, w.stopWork = stopFetch, stopWork
+	for _, l := range w.lanes {
+		w.loops.Go(func() { l.run(fetchCtx, workCtx) })
+	}
+	w.loops.Go(func() { w.unrouted.run(fetchCtx) })
+	w.started = true
+	w.logger.Info("worker started", "providers", len(w.providers), "consumers", len(w.lanes))
+	return nil
+}
+
+// Stop stops fetching, lets in-flight calls finish within ShutdownGrace (or
+// until ctx is done), then cancels the rest, whose jobs are naked for
+// another replica. It returns when every job has been handed back or
+// settled. Stop is idempotent and safe to call before Start.
+func (w *Worker) Stop(ctx context.Context) {
+	w.mu.Lock()
+	if !w.started || w.stopped {
+		stopped := w.stopped
+		w.stopped = true
+		w.mu.Unlock()
+		if stopped {
+			<-w.stopDone
+		} else {
+			close(w.stopDone)
+		}
+		return
+	}
+	w.stopped = true
+	w.mu.Unlock()
+	defer close(w.stopDone)
+
+	w.stopFetch()
+	w.loops.Wait()
+	idle := make(chan struct{})
+	go func() { w.calls.Wait(); close(idle) }()
+	grace := time.NewTimer(w.cfg.ShutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-idle:
+	case <-grace.C:
+		w.logger.Warn("shutdown grace over; handing back the jobs still running")
+	case <-ctx.Done():
+		w.logger.Warn("stop cancelled; handing back the jobs still running")
+	}
+	w.stopWork()
+	<-idle
+	for _, p := range w.providers {
+		p.Close()
+	}
+	w.logger.Info("worker stopped")
+}
+
+// InFlight returns the number of jobs being processed per provider.
+func (w *Worker) InFlight() map[string]int {
+	out := make(map[string]int, len(w.providers))
+	for _, l := range w.lanes {
+		if l.lane == job.LaneLive { // lanes of a provider share one pool
+			live, bulk := l.slots.inUse()
+			out[l.provider.Name()] = live + bulk
+		}
+	}
+	return out
+}
+
+// consumerFor returns the definition and overrides of a lane's consumer.
+func consumerFor(p *provider.Provider, l job.Lane) ([]byte, natsx.Override) {
+	ackWait := natsx.AckWaitFor(p.Config().Timeout)
+	return streams.WorkConsumer(p.Name(), string(l)), natsx.Override{"ack_wait": ackWait}
+}

@@ -1,0 +1,55 @@
+// Command worker runs Switchyard jobs: it pulls from the JOBS stream of an
+// external NATS server, calls the configured providers, and publishes
+// results. Run as many replicas as you like; they share the work.
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/switchyard-io/switchyard/internal/service"
+	"github.com/switchyard-io/switchyard/pkg/provider"
+	"github.com/switchyard-io/switchyard/pkg/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	service.Exit("worker", run(ctx, os.Args[1:]))
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	flags := service.NewFlags(fs)
+	flags.Key("id", "worker.id", "", "replica `id` in results and logs (default: hostname and a random suffix)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, logger, err := flags.Load(os.Stderr, nil)
+	if err != nil {
+		return err
+	}
+	providers, err := provider.NewAll(cfg.Providers)
+	if err != nil {
+		return err
+	}
+	nc, js, err := service.Connect(ctx, cfg.NATS, logger)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := worker.New(js, cfg.Worker, providers, logger)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("stopping: no new jobs; waiting for calls in flight", "grace", cfg.Worker.ShutdownGrace)
+	w.Stop(context.Background())
+	return nc.Drain()
+}
