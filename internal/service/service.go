@@ -29,14 +29,19 @@ type Flags struct {
 	keys map[string]string
 }
 
-// NewFlags registers --config, --nats-url, --log-level and --log-format on fs.
+// NewFlags registers --config, --log-level and --log-format on fs.
 func NewFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{fs: fs, keys: map[string]string{}}
 	f.file = fs.String("config", "", "YAML config `file`")
-	f.Key("nats-url", "nats.url", "", "NATS server `URL`s, comma separated (default nats://127.0.0.1:4222)")
 	f.Key("log-level", "log.level", "", "log `level`: debug, info, warn, error (default info)")
 	f.Key("log-format", "log.format", "", "log `format`: auto, text, json (default auto)")
 	return f
+}
+
+// NATSURL registers --nats-url, for services that connect to an external
+// server.
+func (f *Flags) NATSURL() {
+	f.Key("nats-url", "nats.url", "", "NATS server `URL`s, comma separated (default nats://127.0.0.1:4222)")
 }
 
 // Key registers a string flag that sets a config key.

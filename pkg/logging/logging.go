@@ -21,7 +21,7 @@ func New(w io.Writer, cfg Config) (*slog.Logger, error) {
 
 	term := isTerminal(w)
 	if cfg.Format == "text" || (cfg.Format == "auto" && term) {
-		return slog.New(tint.NewHandler(w, &tint.Options{
+		return slog.New(tint.NewTextHandler(w, &tint.Options{
 			Level:       level,
 			ReplaceAttr: redact,
 			// Colour codes are noise in a file or pipe.

@@ -241,5 +241,5 @@ func joinDiffs(diffs []Diff) string {
 // long enough that a call running to its timeout, plus publishing its
 // result, never outlives the ack deadline and gets delivered twice.
 func AckWaitFor(callTimeout time.Duration) time.Duration {
-	return max(60*time.Second, 2*callTimeout+10*time.Second)
+	return 2*callTimeout + 10*time.Second
 }

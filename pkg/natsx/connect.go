@@ -21,7 +21,9 @@ func Connect(cfg Config, logger *slog.Logger) (*nats.Conn, error) {
 		// rides out a short reconnect instead of failing publishes.
 		nats.ReconnectBufSize(64 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn("nats disconnected", "err", err)
+			if err != nil { // nil when we closed the connection ourselves
+				logger.Warn("nats disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())

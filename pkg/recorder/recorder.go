@@ -90,6 +90,11 @@ func (r *Recorder) run(ctx context.Context, c jetstream.Consumer) {
 			}
 		}
 		msgs, err := r.next(ctx, c)
+		// Messages in hand are committed even when the fetch then failed:
+		// dropped, they would wait out ack_wait before redelivery.
+		if len(msgs) > 0 {
+			r.commit(ctx, msgs)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				r.logger.Warn("fetch results", "err", err)
@@ -98,9 +103,6 @@ func (r *Recorder) run(ctx context.Context, c jetstream.Consumer) {
 			continue
 		}
 		pause = 0
-		if len(msgs) > 0 {
-			r.commit(ctx, msgs)
-		}
 	}
 }
 
@@ -116,8 +118,8 @@ func (r *Recorder) next(ctx context.Context, c jetstream.Consumer) ([]jetstream.
 	fctx, cancel := context.WithTimeout(ctx, r.cfg.FetchMaxWait)
 	defer cancel()
 	msgs, err = collect(c.Fetch(1, jetstream.FetchContext(fctx)))
-	if err != nil || len(msgs) == 0 {
-		return nil, err
+	if err != nil || len(msgs) == 0 || r.cfg.BatchSize == 1 {
+		return msgs, err
 	}
 	more, err := collect(c.FetchNoWait(r.cfg.BatchSize - 1))
 	return append(msgs, more...), err
@@ -146,7 +148,7 @@ func (r *Recorder) commit(ctx context.Context, msgs []jetstream.Msg) {
 	keep := msgs[:0]
 	for _, m := range msgs {
 		var res job.Result
-		if err := json.Unmarshal(m.Data(), &res); err != nil || !job.ValidID(res.JobID) || !res.Status.Valid() || res.Attempt < 1 {
+		if err := json.Unmarshal(m.Data(), &res); err != nil || !job.ValidID(res.JobID) || !res.Status.Valid() || res.Attempt < 0 {
 			r.logger.Error("unreadable result dropped", "subject", m.Subject(), "err", err)
 			_ = m.TermWithReason("unreadable result")
 			continue

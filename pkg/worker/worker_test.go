@@ -444,3 +444,33 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+func TestNATSRestartMidBurstLosesNothing(t *testing.T) {
+	b := setup(t, mockapi.Config{LatencyMin: 20 * time.Millisecond, LatencyMax: 100 * time.Millisecond})
+	b.startWorker(t, worker.Config{}, map[string]provider.Config{
+		"acme": b.provider(b.url, func(c *provider.Config) { c.Concurrency = 100; c.MaxAttempts = 10 }),
+	})
+	const n = 600
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("restart-%03d", i)
+		b.publish(t, newJob(ids[i], "acme", "charge", "/charge"), job.LaneBulk)
+	}
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		c, _ := b.store.BatchCounts(context.Background(), "b1")
+		return c[job.StatusSucceeded] >= 100, fmt.Sprintf("%d succeeded", c[job.StatusSucceeded])
+	})
+	b.nats.Restart()
+
+	rows := b.waitFinal(t, 90*time.Second, ids...)
+	for id, row := range rows {
+		if row.Status != job.StatusSucceeded {
+			t.Fatalf("job %s: %s (%s)", id, row.Status, row.Error)
+		}
+	}
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		left := b.jobsLeft(t)
+		return left == 0, fmt.Sprintf("%d jobs left in JOBS", left)
+	})
+	t.Logf("provider calls %d for %d jobs (%d repeated across the restart)", b.api.Stats().Requests, n, b.api.Duplicates())
+}

@@ -22,6 +22,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("recorder", flag.ContinueOnError)
 	flags := service.NewFlags(fs)
+	flags.NATSURL()
 	flags.Key("database", "recorder.database", "", "SQLite database `file` (default switchyard.db)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -24,6 +24,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	flags := service.NewFlags(fs)
+	flags.NATSURL()
 	flags.Key("id", "worker.id", "", "replica `id` in results and logs (default: hostname and a random suffix)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-io/switchyard/internal/service"
+	"github.com/switchyard-io/switchyard/pkg/mockapi"
+	"github.com/switchyard-io/switchyard/pkg/natsx"
+	"github.com/switchyard-io/switchyard/pkg/provider"
+	"github.com/switchyard-io/switchyard/pkg/recorder"
+	"github.com/switchyard-io/switchyard/pkg/worker"
+)
+
+// devOptions are the flags of `switchyard dev` that are not config keys.
+type devOptions struct {
+	listen     string
+	port       int
+	data       string
+	demo       int
+	once       bool
+	timeout    time.Duration
+	latencyMin time.Duration
+	latencyMax time.Duration
+	errorRate  float64
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("switchyard dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flags := service.NewFlags(fs)
+	var o devOptions
+	fs.StringVar(&o.listen, "listen", "127.0.0.1", "`address` the embedded NATS server listens on")
+	fs.IntVar(&o.port, "port", 4222, "NATS client `port` (-1 picks a free one)")
+	fs.StringVar(&o.data, "data", ".switchyard", "`dir`ectory for JetStream storage and the results database")
+	fs.IntVar(&o.demo, "demo", 0, "enqueue `N` demo jobs across the demo providers and report on them")
+	fs.BoolVar(&o.once, "once", false, "with --demo: exit when every demo job is recorded (exit 1 if any is missing)")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "with --once: give up waiting after this `long`")
+	fs.DurationVar(&o.latencyMin, "demo-latency-min", 500*time.Millisecond, "demo provider's fastest `answer`")
+	fs.DurationVar(&o.latencyMax, "demo-latency-max", 800*time.Millisecond, "demo provider's slowest `answer`")
+	fs.Float64Var(&o.errorRate, "demo-error-rate", 0.01, "share of demo calls answered 503, to show retries")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.once && o.demo <= 0 {
+		return errors.New("--once needs --demo N")
+	}
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	// The demo API comes first: its address goes into the demo providers.
+	api, apiURL, err := startDemoAPI(mockapi.Config{LatencyMin: o.latencyMin, LatencyMax: o.latencyMax, ErrorRate: o.errorRate})
+	if err != nil {
+		return err
+	}
+	defer api.Close()
+
+	cfg, logger, err := flags.Load(stderr, devDefaults(apiURL, o.data))
+	if err != nil {
+		return err
+	}
+	st, err := startStack(ctx, o, cfg.Recorder, cfg.Worker, cfg.Providers, logger)
+	if err != nil {
+		return err
+	}
+	defer st.stop(logger)
+
+	fmt.Fprintf(stdout, `Switchyard dev is running.
+  NATS       %s   (nats --server %s stream ls)
+  demo API   %s   (providers demo_a, demo_b)
+  results    %s
+`, st.url, st.url, apiURL, cfg.Recorder.Database)
+
+	if o.demo > 0 {
+		err := runDemo(ctx, st.js, st.store, o, stdout)
+		if o.once || err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
+	<-ctx.Done()
+	return nil
+}
+
+// devDefaults configures the two demo providers and puts the results
+// database in the data dir. A config file or the environment can override
+// any of it, or add real providers beside them.
+func devDefaults(apiURL, dataDir string) map[string]any {
+	demo := func(path string) map[string]any {
+		// 2,000 in flight per provider: thousands of calls at once, within
+		// the open-file limit of a process that also serves them.
+		return map[string]any{"base_url": apiURL + path, "concurrency": 2000, "timeout": "10s", "max_attempts": 5, "backoff_base": "200ms", "backoff_cap": "2s"}
+	}
+	return map[string]any{
+		"recorder": map[string]any{"database": filepath.Join(dataDir, "switchyard.db")},
+		"providers": map[string]any{
+			"demo_a": demo("/a"),
+			"demo_b": demo("/b"),
+		},
+	}
+}
+
+func startDemoAPI(cfg mockapi.Config) (*http.Server, string, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, "", fmt.Errorf("demo provider: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("demo provider: %w", err)
+	}
+	hs := &http.Server{Handler: mockapi.New(cfg), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	return hs, "http://" + ln.Addr().String(), nil
+}
+
+// stack is everything dev runs, stopped in the reverse order of start.
+type stack struct {
+	srv   *server.Server
+	url   string
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store *recorder.SQLite
+	rec   *recorder.Recorder
+	w     *worker.Worker
+}
+
+func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workCfg worker.Config, providers map[string]provider.Config, logger *slog.Logger) (st *stack, err error) {
+	st = &stack{}
+	defer func() {
+		if err != nil {
+			st.stop(logger)
+		}
+	}()
+	st.srv, err = natsx.RunEmbedded(natsx.EmbeddedConfig{
+		Host: o.listen, Port: o.port, StoreDir: filepath.Join(o.data, "jetstream"), Logger: logger.With("component", "nats-server"),
+	})
+	if err != nil {
+		return st, fmt.Errorf("%w (is another server on port %d? pick another with --port)", err, o.port)
+	}
+	st.url = st.srv.ClientURL()
+	st.nc, st.js, err = service.Connect(ctx, natsx.Config{URL: st.url, Name: "switchyard-dev"}.WithDefaults(), logger)
+	if err != nil {
+		return st, err
+	}
+	if st.store, err = recorder.OpenSQLite(ctx, recCfg.Database); err != nil {
+		return st, err
+	}
+	if st.rec, err = recorder.New(st.js, st.store, recCfg, logger); err != nil {
+		return st, err
+	}
+	if err = st.rec.Start(ctx); err != nil {
+		return st, err
+	}
+	ps, err := provider.NewAll(providers)
+	if err != nil {
+		return st, err
+	}
+	if st.w, err = worker.New(st.js, workCfg, ps, logger); err != nil {
+		return st, err
+	}
+	return st, st.w.Start(ctx)
+}
+
+// stop shuts down in the one safe order: the worker first, so calls in
+// flight can still store their results; then the recorder, so those results
+// are written; then the connection and the server.
+func (st *stack) stop(logger *slog.Logger) {
+	if st.w != nil {
+		st.w.Stop(context.Background())
+	}
+	if st.rec != nil {
+		st.rec.Stop()
+	}
+	if st.store != nil {
+		if err := st.store.Close(); err != nil {
+			logger.Error("close results store", "err", err)
+		}
+	}
+	if st.nc != nil {
+		st.nc.Close()
+	}
+	if st.srv != nil {
+		st.srv.Shutdown()
+		st.srv.WaitForShutdown()
+	}
+}

@@ -1,0 +1,84 @@
+package streams_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-io/switchyard/pkg/natsx"
+	"github.com/switchyard-io/switchyard/pkg/natsx/natstest"
+	"github.com/switchyard-io/switchyard/streams"
+)
+
+// TestDefinitionsAcceptedByNatsCLI creates every stream and a work
+// consumer with the real nats CLI (the module's `go tool nats`) from the
+// files in this folder, then checks that the services, applying the same
+// definitions, find nothing to change.
+func TestDefinitionsAcceptedByNatsCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the nats CLI")
+	}
+	bin := filepath.Join(t.TempDir(), "nats")
+	build := exec.Command("go", "build", "-o", bin, "github.com/nats-io/natscli/nats")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the nats CLI: %v\n%s", err, out)
+	}
+	srv := natstest.Start(t)
+	home := t.TempDir()
+	nats := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"--server", srv.URL()}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nats %v: %v\n%s", args, err, out)
+		}
+	}
+	for _, file := range []string{"jobs.json", "results.json", "dlq.json"} {
+		nats("stream", "add", "--config", file)
+	}
+	consumer := filepath.Join(t.TempDir(), "work_acme_live.json")
+	if err := os.WriteFile(consumer, streams.WorkConsumer("acme", "live"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nats("consumer", "add", streams.Jobs, "--config", consumer)
+	recorder := filepath.Join(t.TempDir(), "recorder.json")
+	if err := os.WriteFile(recorder, streams.RecorderConsumer(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nats("consumer", "add", streams.Results, "--config", recorder)
+
+	_, js := srv.Connect(t)
+	ctx := context.Background()
+	for _, name := range []string{streams.Jobs, streams.Results, streams.DLQ} {
+		before := streamConfig(t, js, name)
+		if _, err := natsx.ApplyStream(ctx, js, streams.Stream(name), nil, natstest.Logger(t)); err != nil {
+			t.Fatalf("apply %s over the CLI's: %v", name, err)
+		}
+		if after := streamConfig(t, js, name); after.Retention != before.Retention || after.MaxAge != before.MaxAge || len(after.Subjects) != 1 {
+			t.Errorf("%s changed when applied over the CLI's stream", name)
+		}
+	}
+	c, err := natsx.ApplyConsumer(ctx, js, streams.Jobs, streams.WorkConsumer("acme", "live"), nil, natstest.Logger(t))
+	if err != nil {
+		t.Fatalf("apply work consumer over the CLI's: %v", err)
+	}
+	if got := c.CachedInfo().Config.FilterSubject; got != "jobs.acme.live.>" {
+		t.Errorf("filter subject = %q", got)
+	}
+	if _, err := natsx.ApplyConsumer(ctx, js, streams.Results, streams.RecorderConsumer(), nil, natstest.Logger(t)); err != nil {
+		t.Fatalf("apply recorder consumer over the CLI's: %v", err)
+	}
+}
+
+func streamConfig(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamConfig {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().Config
+}
