@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"os/signal"
@@ -37,6 +38,9 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(providers) == 0 {
+		return errors.New("no providers configured: add providers.<name>.base_url to the config")
+	}
 	nc, js, err := service.Connect(ctx, cfg.NATS, logger)
 	if err != nil {
 		return err
@@ -50,7 +54,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	<-ctx.Done()
-	logger.Info("stopping: no new jobs; waiting for calls in flight", "grace", cfg.Worker.ShutdownGrace)
+	logger.Info("stopping: no new jobs; waiting for calls in flight", "grace", cfg.Worker.ShutdownGrace.String())
 	w.Stop(context.Background())
 	return nc.Drain()
 }
