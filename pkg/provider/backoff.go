@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -11,19 +12,27 @@ import (
 // them in waves.
 func Backoff(attempt int, base, cap time.Duration) time.Duration {
 	ceiling := base
-	for i := 1; i < attempt && ceiling < cap; i++ {
+	for i := 1; i < attempt && 0 < ceiling && ceiling < cap; i++ {
+		if ceiling > cap/2 {
+			ceiling = cap // doubling would pass the cap, and could overflow
+			break
+		}
 		ceiling *= 2
 	}
 	ceiling = min(ceiling, cap)
 	if ceiling <= 0 {
 		return 0
 	}
-	return rand.N(ceiling + 1)
+	return rand.N(min(ceiling, math.MaxInt64-1) + 1)
 }
 
+// MaxRetryAfter bounds how long a provider's Retry-After can park a job: a
+// broken or hostile header must not hold it for years.
+const MaxRetryAfter = time.Hour
+
 // RetryDelay is the wait before the next attempt: the provider's
-// Retry-After when it asked for one longer than the backoff, else the
-// backoff.
+// Retry-After (at most MaxRetryAfter) when it asked for one longer than the
+// backoff, else the backoff.
 func (p *Provider) RetryDelay(attempt int, retryAfter time.Duration) time.Duration {
-	return max(retryAfter, Backoff(attempt, p.cfg.BackoffBase, p.cfg.BackoffCap))
+	return max(min(retryAfter, MaxRetryAfter), Backoff(attempt, p.cfg.BackoffBase, p.cfg.BackoffCap))
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Scope says over which set of processes a limit holds.
@@ -30,7 +31,9 @@ type Config struct {
 	// today, and it must be said explicitly or left to its default.
 	ConcurrencyScope Scope `koanf:"concurrency_scope"`
 	// LiveReserve is how many of Concurrency only the live lane may use, so a
-	// bulk backlog never takes every slot. Default max(1, Concurrency/10).
+	// bulk backlog never takes every slot. It is always below Concurrency, so
+	// bulk keeps at least one. Default Concurrency/10, at least 1 when
+	// Concurrency is 2 or more (0 means the default).
 	LiveReserve int `koanf:"live_reserve"`
 	// Timeout bounds one call, from dial to the last body byte. Default 30s.
 	Timeout time.Duration `koanf:"timeout"`
@@ -68,7 +71,7 @@ func (c Config) WithDefaults() Config {
 	if c.ConcurrencyScope == "" {
 		c.ConcurrencyScope = ScopeReplica
 	}
-	if c.LiveReserve == 0 {
+	if c.LiveReserve == 0 && c.Concurrency >= 2 {
 		c.LiveReserve = max(1, c.Concurrency/10)
 	}
 	if c.Timeout == 0 {
@@ -114,8 +117,8 @@ func (c Config) Validate() error {
 	if c.ConcurrencyScope != ScopeReplica {
 		return fmt.Errorf("concurrency_scope: %q is not supported (want %q)", c.ConcurrencyScope, ScopeReplica)
 	}
-	if c.LiveReserve < 0 || c.LiveReserve > c.Concurrency {
-		return fmt.Errorf("live_reserve: %d must be between 0 and concurrency (%d)", c.LiveReserve, c.Concurrency)
+	if c.LiveReserve < 0 || (c.LiveReserve >= c.Concurrency && c.LiveReserve > 0) {
+		return fmt.Errorf("live_reserve: %d must be below concurrency (%d), so that bulk keeps a slot", c.LiveReserve, c.Concurrency)
 	}
 	if c.Timeout <= 0 {
 		return fmt.Errorf("timeout: %s must be positive", c.Timeout)
@@ -154,6 +157,9 @@ func (a AuthConfig) secret() (string, error) {
 		if !ok || v == "" {
 			return "", fmt.Errorf("auth.env: environment variable %s is not set", a.Env)
 		}
+		if strings.ContainsFunc(v, unicode.IsControl) {
+			return "", fmt.Errorf("auth.env: %s holds control characters (a header value cannot)", a.Env)
+		}
 		return a.Prefix + v, nil
 	}
 	b, err := os.ReadFile(a.File)
@@ -163,6 +169,9 @@ func (a AuthConfig) secret() (string, error) {
 	v := strings.TrimRight(string(b), "\r\n")
 	if v == "" {
 		return "", fmt.Errorf("auth.file: %s is empty", a.File)
+	}
+	if strings.ContainsFunc(v, unicode.IsControl) {
+		return "", fmt.Errorf("auth.file: %s holds control characters (a header value cannot)", a.File)
 	}
 	return a.Prefix + v, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -86,7 +87,7 @@ type Reply struct {
 
 // Call makes the job's request and reads the answer. A nil error means a
 // 2xx answer. Otherwise the error is an *Error, or ctx's error when ctx was
-// cancelled; the Reply is non-nil whenever a response arrived.
+// cancelled; the Reply is non-nil whenever a response was read.
 func (p *Provider) Call(ctx context.Context, j *job.Job) (*Reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
@@ -207,7 +208,14 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+	secs, err := strconv.ParseInt(v, 10, 64)
+	if errors.Is(err, strconv.ErrRange) && secs > 0 {
+		err = nil // secs is MaxInt64
+	}
+	if err == nil && secs >= 0 {
+		if secs > math.MaxInt64/int64(time.Second) {
+			return math.MaxInt64 // would overflow time.Duration
+		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {

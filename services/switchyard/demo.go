@@ -96,7 +96,8 @@ func enqueueDemo(ctx context.Context, js jetstream.JetStream, batch string, n in
 			return err
 		}
 		m := &nats.Msg{Subject: job.Subject(t.provider, lane, t.task), Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
-		f, err := js.PublishMsgAsync(m)
+		// Block while the server catches up rather than fail: backpressure.
+		f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second))
 		if err != nil {
 			return fmt.Errorf("demo: enqueue: %w", err)
 		}

@@ -1,0 +1,176 @@
+package provider_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard-io/switchyard/pkg/provider"
+)
+
+func TestWithDefaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   provider.Config
+		want provider.Config
+	}{
+		{
+			name: "zero config",
+			in:   provider.Config{BaseURL: "https://api.test"},
+			want: provider.Config{
+				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
+				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+			},
+		},
+		{
+			name: "live reserve follows concurrency",
+			in:   provider.Config{BaseURL: "https://api.test", Concurrency: 5},
+			want: provider.Config{
+				BaseURL: "https://api.test", Concurrency: 5, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 1,
+				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+			},
+		},
+		{
+			name: "explicit values kept",
+			in: provider.Config{
+				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 3,
+				Timeout: time.Second, MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffCap: time.Second,
+				IdempotencyHeader: "-", ResponseBodyLimit: 10,
+			},
+			want: provider.Config{
+				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 3,
+				Timeout: time.Second, MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffCap: time.Second,
+				IdempotencyHeader: "-", ResponseBodyLimit: 10,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := tt.in.WithDefaults()
+			if got != tt.want {
+				t.Errorf("WithDefaults() =\n%+v\nwant\n%+v", got, tt.want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("Validate() after WithDefaults: %v", err)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	// Not parallel: t.Setenv.
+	t.Setenv("SWITCHYARD_TEST_TOKEN", "secret")
+	secretFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(secretFile, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		cfg       provider.Config // WithDefaults is applied before Validate
+		wantErr   bool
+		wantField string // named in the error
+	}{
+		{name: "minimal", cfg: provider.Config{BaseURL: "https://api.test"}},
+		{name: "http with port and path", cfg: provider.Config{BaseURL: "http://127.0.0.1:8080/api/v2/"}},
+		{name: "auth env", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "Authorization", Prefix: "Bearer ", Env: "SWITCHYARD_TEST_TOKEN"}}},
+		{name: "auth file", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "X-Api-Key", File: secretFile}}},
+
+		{name: "missing base_url", cfg: provider.Config{}, wantErr: true, wantField: "base_url"},
+		{name: "relative base_url", cfg: provider.Config{BaseURL: "/api/v2"}, wantErr: true, wantField: "base_url"},
+		{name: "base_url without scheme", cfg: provider.Config{BaseURL: "api.test/v2"}, wantErr: true, wantField: "base_url"},
+		{name: "ftp scheme", cfg: provider.Config{BaseURL: "ftp://api.test/"}, wantErr: true, wantField: "base_url"},
+		{name: "no host", cfg: provider.Config{BaseURL: "http:///api"}, wantErr: true, wantField: "base_url"},
+		{name: "unparsable", cfg: provider.Config{BaseURL: "http://api.test:port/"}, wantErr: true, wantField: "base_url"},
+		{name: "query", cfg: provider.Config{BaseURL: "https://api.test/v2?key=1"}, wantErr: true, wantField: "base_url"},
+		{name: "fragment", cfg: provider.Config{BaseURL: "https://api.test/v2#x"}, wantErr: true, wantField: "base_url"},
+		{name: "user info", cfg: provider.Config{BaseURL: "https://user:pass@api.test/"}, wantErr: true, wantField: "base_url"},
+		{name: "user without password", cfg: provider.Config{BaseURL: "https://user@api.test/"}, wantErr: true, wantField: "base_url"},
+		{name: "negative concurrency", cfg: provider.Config{BaseURL: "https://api.test", Concurrency: -1}, wantErr: true, wantField: "concurrency"},
+		{name: "live_reserve above concurrency", cfg: provider.Config{BaseURL: "https://api.test", Concurrency: 4, LiveReserve: 5}, wantErr: true, wantField: "live_reserve"},
+		{name: "live_reserve taking every slot", cfg: provider.Config{BaseURL: "https://api.test", Concurrency: 4, LiveReserve: 4}, wantErr: true, wantField: "live_reserve"},
+		{name: "concurrency 1 leaves bulk its slot", cfg: provider.Config{BaseURL: "https://api.test", Concurrency: 1}},
+		{name: "negative live_reserve", cfg: provider.Config{BaseURL: "https://api.test", LiveReserve: -1}, wantErr: true, wantField: "live_reserve"},
+		{name: "unsupported scope", cfg: provider.Config{BaseURL: "https://api.test", ConcurrencyScope: "global"}, wantErr: true, wantField: "concurrency_scope"},
+		{name: "negative timeout", cfg: provider.Config{BaseURL: "https://api.test", Timeout: -time.Second}, wantErr: true, wantField: "timeout"},
+		{name: "negative max_attempts", cfg: provider.Config{BaseURL: "https://api.test", MaxAttempts: -1}, wantErr: true, wantField: "max_attempts"},
+		{name: "backoff_cap below base", cfg: provider.Config{BaseURL: "https://api.test", BackoffBase: 2 * time.Second, BackoffCap: time.Second}, wantErr: true, wantField: "backoff_cap"},
+		{name: "negative backoff_base", cfg: provider.Config{BaseURL: "https://api.test", BackoffBase: -time.Second}, wantErr: true, wantField: "backoff_base"},
+		{name: "negative response_body_limit", cfg: provider.Config{BaseURL: "https://api.test", ResponseBodyLimit: -1}, wantErr: true, wantField: "response_body_limit"},
+		{name: "auth.header without env or file", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "Authorization"}}, wantErr: true, wantField: "auth.env"},
+		{
+			name:    "auth env and file both set",
+			cfg:     provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "Authorization", Env: "SWITCHYARD_TEST_TOKEN", File: secretFile}},
+			wantErr: true, wantField: "auth.file",
+		},
+		{name: "auth.env without header", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Env: "SWITCHYARD_TEST_TOKEN"}}, wantErr: true, wantField: "auth.header"},
+		{name: "auth.file without header", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{File: secretFile}}, wantErr: true, wantField: "auth.header"},
+		{name: "auth.env unset", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "X-Key", Env: "SWITCHYARD_TEST_SURELY_UNSET_VAR"}}, wantErr: true, wantField: "auth.env"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.WithDefaults().Validate()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Validate() error = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), tt.wantField) {
+				t.Errorf("error %q does not name %s", err, tt.wantField)
+			}
+			// New applies the same checks and names the provider too.
+			p, newErr := provider.New("acme", tt.cfg)
+			if (newErr != nil) != tt.wantErr {
+				t.Fatalf("New() error = %v, wantErr %v", newErr, tt.wantErr)
+			}
+			if newErr != nil {
+				if !strings.Contains(newErr.Error(), "acme") || !strings.Contains(newErr.Error(), tt.wantField) {
+					t.Errorf("New error %q does not name the provider and %s", newErr, tt.wantField)
+				}
+				return
+			}
+			p.Close()
+		})
+	}
+}
+
+func TestNewInvalidName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		pname   string
+		wantErr bool
+	}{
+		{name: "lower case", pname: "acme"},
+		{name: "digits dash underscore", pname: "a-1_b"},
+		{name: "upper case", pname: "Acme", wantErr: true},
+		{name: "empty", pname: "", wantErr: true},
+		{name: "dot", pname: "a.b", wantErr: true},
+		{name: "too long", pname: strings.Repeat("a", 65), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := provider.New(tt.pname, provider.Config{BaseURL: "https://api.test"})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("New(%q) error = %v, wantErr %v", tt.pname, err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), `"`+tt.pname+`"`) {
+					t.Errorf("error %q does not name the provider", err)
+				}
+				return
+			}
+			if p.Name() != tt.pname {
+				t.Errorf("Name() = %q", p.Name())
+			}
+			if p.Config() != (provider.Config{BaseURL: "https://api.test"}).WithDefaults() {
+				t.Errorf("Config() = %+v, want defaults applied", p.Config())
+			}
+			p.Close()
+		})
+	}
+}
