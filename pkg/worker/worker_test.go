@@ -474,3 +474,17 @@ func TestNATSRestartMidBurstLosesNothing(t *testing.T) {
 	})
 	t.Logf("provider calls %d for %d jobs (%d repeated across the restart)", b.api.Stats().Requests, n, b.api.Duplicates())
 }
+
+func TestSingleSlotProviderServesBothLanes(t *testing.T) {
+	b := setup(t, mockapi.Config{})
+	b.startWorker(t, worker.Config{}, map[string]provider.Config{
+		"acme": b.provider(b.url, func(c *provider.Config) { c.Concurrency = 1 }),
+	})
+	b.publish(t, newJob("one-bulk", "acme", "charge", "/charge"), job.LaneBulk)
+	b.publish(t, newJob("one-live", "acme", "charge", "/charge"), job.LaneLive)
+	for id, row := range b.waitFinal(t, 10*time.Second, "one-bulk", "one-live") {
+		if row.Status != job.StatusSucceeded {
+			t.Errorf("%s: %s", id, row.Status)
+		}
+	}
+}
