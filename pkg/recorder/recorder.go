@@ -89,7 +89,7 @@ func (r *Recorder) run(ctx context.Context, c jetstream.Consumer) {
 				return
 			}
 		}
-		msgs, err := r.next(ctx, c)
+		msgs, err := r.next(c)
 		// Messages in hand are committed even when the fetch then failed:
 		// dropped, they would wait out ack_wait before redelivery.
 		if len(msgs) > 0 {
@@ -110,14 +110,16 @@ func (r *Recorder) run(ctx context.Context, c jetstream.Consumer) {
 // when nothing is — the first result to arrive within FetchMaxWait plus
 // whatever came with it. That keeps latency low at a trickle and batches big
 // under load.
-func (r *Recorder) next(ctx context.Context, c jetstream.Consumer) ([]jetstream.Msg, error) {
+func (r *Recorder) next(c jetstream.Consumer) ([]jetstream.Msg, error) {
 	msgs, err := collect(c.FetchNoWait(r.cfg.BatchSize))
 	if err != nil || len(msgs) > 0 {
 		return msgs, err
 	}
-	fctx, cancel := context.WithTimeout(ctx, r.cfg.FetchMaxWait)
-	defer cancel()
-	msgs, err = collect(c.Fetch(1, jetstream.FetchContext(fctx)))
+	// The wait ends when the server says so, not on a client-side deadline:
+	// a result the server delivered just as a client deadline passed would
+	// go to an abandoned inbox and wait out ack_wait. So Stop waits for the
+	// end of this wait, and what arrives meanwhile is committed.
+	msgs, err = collect(c.Fetch(1, jetstream.FetchMaxWait(r.cfg.FetchMaxWait)))
 	if err != nil || len(msgs) == 0 || r.cfg.BatchSize == 1 {
 		return msgs, err
 	}
