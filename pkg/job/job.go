@@ -22,6 +22,9 @@ const (
 	MaxAttemptsCap = 100
 	MaxPathLen     = 2048
 	MaxHeaders     = 64
+	// MaxMetaBytes bounds meta, which is copied into every result: with the
+	// provider's response body cap it keeps each result within one message.
+	MaxMetaBytes = 16 << 10
 )
 
 // Job is the v1 job envelope: one third-party call to make.
@@ -168,6 +171,9 @@ func (j *Job) validate(p *problems) {
 	}
 	if len(j.Meta) > 0 && !isJSONObject(j.Meta) {
 		p.add("meta", "must be a JSON object")
+	}
+	if len(j.Meta) > MaxMetaBytes {
+		p.add("meta", fmt.Sprintf("%d bytes, at most %d allowed (it is copied into every result)", len(j.Meta), MaxMetaBytes))
 	}
 	j.Request.validate(p)
 }

@@ -74,6 +74,11 @@ func ApplyStream(ctx context.Context, js jetstream.JetStream, def []byte, over O
 			return nil, fmt.Errorf("look up stream %s: %w", want.Name, err)
 		}
 		have := s.CachedInfo().Config
+		if have.Replicas > want.Replicas {
+			// An operator scaled it up (say R3 on a cluster); a service
+			// started with the default of 1 must not scale it back down.
+			want.Replicas = have.Replicas
+		}
 		diffs, merged, err := compare(keys, want, have)
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", want.Name, err)

@@ -1,8 +1,10 @@
 package natsx_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +20,14 @@ func TestApplyStreamsIsIdempotent(t *testing.T) {
 	srv := natstest.Start(t)
 	_, js := srv.Connect(t)
 	ctx := context.Background()
-	log := natstest.Logger(t)
 
-	for range 2 {
-		if err := natsx.ApplyStreams(ctx, js, 1, log); err != nil {
+	for i := range 2 {
+		var logs bytes.Buffer
+		if err := natsx.ApplyStreams(ctx, js, 1, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 			t.Fatalf("ApplyStreams: %v", err)
+		}
+		if i == 1 && logs.Len() > 0 {
+			t.Fatalf("the second apply changed something:\n%s", logs.String())
 		}
 	}
 	for name, retention := range map[string]jetstream.RetentionPolicy{
@@ -106,8 +111,12 @@ func TestApplyConsumer(t *testing.T) {
 		t.Fatalf("consumer = %s filter %s ack_wait %v", info.Name, info.Config.FilterSubject, info.Config.AckWait)
 	}
 	// Same definition again: no change. A new ack_wait: updated in place.
-	if _, err := natsx.ApplyConsumer(ctx, js, streams.Jobs, def, natsx.Override{"ack_wait": 90 * time.Second}, log); err != nil {
+	var logs bytes.Buffer
+	if _, err := natsx.ApplyConsumer(ctx, js, streams.Jobs, def, natsx.Override{"ack_wait": 90 * time.Second}, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatalf("reapply: %v", err)
+	}
+	if logs.Len() > 0 {
+		t.Fatalf("reapplying the same definition changed something:\n%s", logs.String())
 	}
 	c, err = natsx.ApplyConsumer(ctx, js, streams.Jobs, def, natsx.Override{"ack_wait": 2 * time.Minute}, log)
 	if err != nil || c.CachedInfo().Config.AckWait != 2*time.Minute {

@@ -18,6 +18,11 @@ const (
 	ScopeReplica Scope = "replica"
 )
 
+// MaxResponseBodyLimit is the largest response body a result may keep:
+// with its headers and the job's meta, a result stays well inside NATS's
+// default 1 MiB payload.
+const MaxResponseBodyLimit = 512 << 10
+
 // Config describes one third-party API. A provider is configuration, not
 // code: adding one means adding a block like this.
 type Config struct {
@@ -129,8 +134,8 @@ func (c Config) Validate() error {
 	if c.BackoffBase <= 0 || c.BackoffCap < c.BackoffBase {
 		return fmt.Errorf("backoff_base, backoff_cap: want 0 < base (%s) <= cap (%s)", c.BackoffBase, c.BackoffCap)
 	}
-	if c.ResponseBodyLimit < 0 {
-		return fmt.Errorf("response_body_limit: %d must not be negative", c.ResponseBodyLimit)
+	if c.ResponseBodyLimit < 0 || c.ResponseBodyLimit > MaxResponseBodyLimit {
+		return fmt.Errorf("response_body_limit: %d must be between 0 and %d (a result must fit in one NATS message)", c.ResponseBodyLimit, MaxResponseBodyLimit)
 	}
 	return c.Auth.validate()
 }

@@ -3,8 +3,10 @@ package worker
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
@@ -12,6 +14,14 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/provider"
 	"github.com/switchyard-io/switchyard/streams"
 )
+
+// errCodeWQConsumerNotUnique is the server's answer when a consumer's filter
+// overlaps another's on a work-queue stream.
+const errCodeWQConsumerNotUnique jetstream.ErrorCode = 10100
+
+// idleSharedPoll bounds how long an idle lane may hold a slot the other
+// lane could use while it waits for work.
+const idleSharedPoll = 100 * time.Millisecond
 
 // lane is the fetch loop of one provider's lane.
 type lane struct {
@@ -24,9 +34,18 @@ type lane struct {
 	busy bool
 }
 
+// bind applies the lane's consumer definition and binds to it.
 func (l *lane) bind(ctx context.Context) error {
 	def, over := consumerFor(l.provider, l.lane)
 	c, err := natsx.ApplyConsumer(ctx, l.w.js, streams.Jobs, def, over, l.w.logger)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWQConsumerNotUnique {
+		// An unrouted-jobs sweeper may be draining a subject of this lane
+		// from before any worker served it. Its consumer is disposable.
+		if l.w.unrouted.clear(ctx, job.LaneFilter(l.provider.Name(), l.lane)) {
+			c, err = natsx.ApplyConsumer(ctx, l.w.js, streams.Jobs, def, over, l.w.logger)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -34,14 +53,23 @@ func (l *lane) bind(ctx context.Context) error {
 	return nil
 }
 
-// want is how many slots the next fetch asks for. An idle live lane waits
-// with no more than its reserve, which bulk cannot use anyway; a busy lane
-// takes all it can start.
-func (l *lane) want() int {
-	if l.lane == job.LaneLive && !l.busy {
-		return max(1, l.provider.Config().LiveReserve)
+// want is how many slots the next fetch asks for, and how long it may
+// wait. A lane with a backlog takes all it can start. An idle lane waits
+// for work holding few slots: live its reserve (which bulk cannot use
+// anyway), bulk one; and where those are slots the other lane could use,
+// only briefly.
+func (l *lane) want() (int, time.Duration) {
+	wait := l.w.cfg.FetchMaxWait
+	if l.busy {
+		return l.w.cfg.MaxBatch, wait
 	}
-	return l.w.cfg.MaxBatch
+	if reserve := l.provider.Config().LiveReserve; l.lane == job.LaneLive && reserve > 0 {
+		return min(reserve, l.w.cfg.MaxBatch), wait
+	}
+	if l.lane == job.LaneLive || l.slots.contended() {
+		wait = min(wait, idleSharedPoll)
+	}
+	return 1, wait
 }
 
 func (l *lane) run(fetchCtx, workCtx context.Context) {
@@ -55,23 +83,24 @@ func (l *lane) run(fetchCtx, workCtx context.Context) {
 				return
 			}
 		}
-		n, err := l.slots.acquire(fetchCtx, l.lane, l.want())
+		want, wait := l.want()
+		n, err := l.slots.acquire(fetchCtx, l.lane, want)
 		if err != nil {
 			return
 		}
-		got, err := l.fetch(fetchCtx, workCtx, n)
+		got, err := l.fetch(workCtx, n, wait)
 		l.slots.release(l.lane, n-got)
 		l.busy = got == n
 		switch {
 		case err == nil || fetchCtx.Err() != nil:
 			pause = 0
-		case errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound):
-			// Deleted under us (or the server lost its state): make it again.
+		case consumerGone(err):
+			// Deleted under us, or the server lost its state: make it again.
 			log.Warn("work consumer missing; recreating it", "err", err)
 			if err := l.bind(fetchCtx); err != nil {
-				log.Error("recreate work consumer", "err", err)
+				log.Warn("recreate work consumer", "err", err)
 			}
-			pause = time.Second
+			pause = min(max(2*pause, 250*time.Millisecond), 5*time.Second)
 		default:
 			log.Warn("fetch failed; retrying", "err", err)
 			pause = min(max(2*pause, 100*time.Millisecond), 5*time.Second)
@@ -79,15 +108,21 @@ func (l *lane) run(fetchCtx, workCtx context.Context) {
 	}
 }
 
+// consumerGone reports whether a fetch failed because the consumer (or its
+// stream) no longer exists.
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders) ||
+		strings.Contains(err.Error(), "consumer not found")
+}
+
 // fetch asks for n messages and starts each one as it arrives. It returns
 // how many arrived.
-func (l *lane) fetch(fetchCtx, workCtx context.Context, n int) (int, error) {
-	// The pull is not cut short when fetching stops: the server may already
-	// have sent messages to it, and dropping those would leave them waiting
-	// out their AckWait. It ends by itself within FetchMaxWait.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(fetchCtx), l.w.cfg.FetchMaxWait)
-	defer cancel()
-	batch, err := l.consumer.Fetch(n, jetstream.FetchContext(ctx))
+func (l *lane) fetch(workCtx context.Context, n int, wait time.Duration) (int, error) {
+	// The pull is never cut short on our side, not even by Stop: the server
+	// may already have sent messages to it, and dropping those would leave
+	// them waiting out their AckWait. The server ends it after wait.
+	batch, err := l.consumer.Fetch(n, jetstream.FetchMaxWait(wait))
 	if err != nil {
 		return 0, err
 	}

@@ -22,6 +22,9 @@ type outcome struct {
 	action action
 	delay  time.Duration
 	dead   *job.DeadLetter
+	// unknown marks a dead letter for a job whose last attempt's outcome is
+	// unknown: it is stored only if no final outcome was stored before.
+	unknown bool
 }
 
 // decide is the one place that maps an attempt's answer to a status and to

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,16 +42,21 @@ func (w *Worker) process(ctx context.Context, l *lane, msg jetstream.Msg) {
 		return
 	}
 	if j.NotBefore != nil && now.Before(*j.NotBefore) {
-		// Not due yet: hand it back until then. This spends a delivery but no
-		// call; server-side schedules will replace it.
-		_ = msg.NakWithDelay(j.NotBefore.Sub(now))
+		// Not due yet: hand it back until then. This spends a delivery (not
+		// counted as an attempt below) and holds a place in max_ack_pending
+		// meanwhile; server-side message schedules will replace it.
+		_ = msg.NakWithDelay(j.NotBefore.Sub(now) + 10*time.Millisecond)
 		return
+	}
+	if j.NotBefore != nil && d.enqueuedAt.Before(*j.NotBefore) && d.attempt > 1 {
+		// Its first delivery was spent waiting for not_before, not calling.
+		d.attempt--
 	}
 	maxAttempts := cmpOr(j.MaxAttempts, l.provider.Config().MaxAttempts)
 	if d.attempt > maxAttempts {
 		// Delivered again after its last attempt, whose worker died before
 		// settling it: the call may or may not have happened.
-		w.deadLetter(ctx, d, j, job.ClassExhausted, fmt.Sprintf("delivery %d is past max_attempts %d; the last attempt's outcome was lost", d.attempt, maxAttempts), 0)
+		w.deadLetter(ctx, d, j, job.ClassExhausted, fmt.Sprintf("delivery %d is past max_attempts %d and the last attempt's outcome is unknown", d.attempt, maxAttempts), 0)
 		return
 	}
 
@@ -105,7 +111,7 @@ func (w *Worker) deadLetter(ctx context.Context, d delivery, j *job.Job, class j
 	}
 	r.Status, r.ErrorClass, r.Error, r.HTTPStatus = job.StatusDead, class, reason, httpStatus
 	w.logger.Warn("job dead-lettered", "job_id", r.JobID, "subject", d.msg.Subject(), "reason", class, "err", reason)
-	w.settle(ctx, d, outcome{result: r, action: actionTerm, dead: newDeadLetter(r, d.msg, w.cfg.ID)})
+	w.settle(ctx, d, outcome{result: r, action: actionTerm, dead: newDeadLetter(r, d.msg, w.cfg.ID), unknown: class == job.ClassExhausted})
 }
 
 // settle stores the outcome, then acks, naks or terminates the message. If
@@ -115,21 +121,37 @@ func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
 	// Publishing must not be cut short by Stop: the call already happened.
 	pctx := context.WithoutCancel(ctx)
 	r := out.result
-	if out.dead != nil {
-		id := fmt.Sprintf("dlq:%s:%d", r.JobID, d.seq)
-		if err := w.publish(pctx, job.DLQSubject(r.Provider, r.Task), id, out.dead); err != nil {
-			w.logger.Error("store dead letter; the job will be redelivered", "job_id", r.JobID, "err", err)
-			_ = d.msg.NakWithDelay(time.Second)
+	if out.dead != nil && !out.unknown {
+		if !w.storeDeadLetter(pctx, d, out.dead) {
 			return
 		}
 	}
+	// Every final outcome of one job message shares a message id: after a
+	// lost ack, the server then says an outcome is already stored.
 	id := fmt.Sprintf("%s:%d:%d", r.JobID, d.seq, r.Attempt)
-	if err := w.publish(pctx, job.ResultSubject(r.Provider, r.Task), id, r); err != nil {
+	if r.Status.Final() {
+		id = fmt.Sprintf("%s:%d:final", r.JobID, d.seq)
+	}
+	ack, err := w.publish(pctx, job.ResultSubject(r.Provider, r.Task), id, r)
+	if permanent(err) {
+		r.Response, r.Meta = nil, nil
+		r.Error = strings.TrimPrefix(r.Error+"; ", "; ") + "response and meta dropped: the result was too large to store"
+		ack, err = w.publish(pctx, job.ResultSubject(r.Provider, r.Task), id, r)
+	}
+	if err != nil {
 		w.logger.Error("store result; the job will be redelivered", "job_id", r.JobID, "err", err)
 		_ = d.msg.NakWithDelay(time.Second)
 		return
 	}
-	var err error
+	if out.unknown {
+		if ack.Duplicate {
+			// The earlier delivery stored its final outcome and only its ack
+			// was lost: nothing is unknown after all.
+			_ = d.msg.Ack()
+			return
+		}
+		w.storeDeadLetter(pctx, d, out.dead)
+	}
 	switch out.action {
 	case actionAck:
 		err = d.msg.Ack()
@@ -146,23 +168,50 @@ func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
 	}
 }
 
+// storeDeadLetter publishes a dead letter, without the original job if it
+// is too large to store. On failure it naks the message and reports false.
+func (w *Worker) storeDeadLetter(ctx context.Context, d delivery, dl *job.DeadLetter) bool {
+	id := fmt.Sprintf("dlq:%s:%d", dl.JobID, d.seq)
+	_, err := w.publish(ctx, job.DLQSubject(dl.Provider, dl.Task), id, dl)
+	if permanent(err) {
+		stripped := *dl
+		stripped.Job, stripped.JobBase64 = nil, nil
+		stripped.Error += "; original job dropped: too large to store"
+		_, err = w.publish(ctx, job.DLQSubject(dl.Provider, dl.Task), id, &stripped)
+	}
+	if err != nil {
+		w.logger.Error("store dead letter; the job will be redelivered", "job_id", dl.JobID, "err", err)
+		_ = d.msg.NakWithDelay(time.Second)
+		return false
+	}
+	return true
+}
+
 // publish stores one message, retrying briefly with the same message id so
-// that a lost PubAck cannot store it twice.
-func (w *Worker) publish(ctx context.Context, subject, msgID string, v any) error {
+// that a lost PubAck cannot store it twice. Permanent errors (too large)
+// are returned at once.
+func (w *Worker) publish(ctx context.Context, subject, msgID string, v any) (*jetstream.PubAck, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", subject, err)
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
 	}
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
 	for try := 1; ; try++ {
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		_, err = w.js.PublishMsg(pctx, m)
+		ack, err := w.js.PublishMsg(pctx, m)
 		cancel()
-		if err == nil || try == 3 {
-			return err
+		if err == nil || try == 3 || permanent(err) {
+			return ack, err
 		}
 		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
 	}
+}
+
+// permanent reports whether a publish can never succeed as it is.
+func permanent(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
 }
 
 // identify finds the best id, provider and task for a message whose

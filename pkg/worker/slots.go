@@ -112,6 +112,13 @@ func (s *slots) grant() {
 	s.waiters = kept
 }
 
+// contended reports whether anyone is waiting for a slot.
+func (s *slots) contended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.waiters) > 0
+}
+
 // inUse returns the slots taken by each lane.
 func (s *slots) inUse() (live, bulk int) {
 	s.mu.Lock()

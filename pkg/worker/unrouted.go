@@ -18,7 +18,19 @@ import (
 // unseen forever. "Served" is read from the server (the consumers that
 // exist on JOBS), not from this replica's config, so replicas serving
 // different providers never dead-letter each other's jobs.
-type unroutedSweeper struct{ w *Worker }
+//
+// A subject is drained only when it was uncovered on two sweeps in a row, so
+// a lane whose consumer is being created (or recreated) is left alone, and
+// never when its provider and lane are served by this replica.
+type unroutedSweeper struct {
+	w *Worker
+	// suspects are the subjects found uncovered on the last sweep.
+	suspects map[string]bool
+}
+
+// drainPrefix starts the description of every drain consumer, so that a
+// worker whose lane it blocks can recognise and remove it.
+const drainPrefix = "switchyard: dead-lettering unrouted jobs on "
 
 func (u *unroutedSweeper) run(ctx context.Context) {
 	t := time.NewTicker(u.w.cfg.UnroutedInterval)
@@ -56,21 +68,55 @@ func (u *unroutedSweeper) sweep(ctx context.Context) error {
 	if err := consumers.Err(); err != nil {
 		return fmt.Errorf("list consumers: %w", err)
 	}
+	suspects := map[string]bool{}
 	for subject := range info.State.Subjects {
-		if !covered(subject, filters) {
+		if covered(subject, filters) || u.served(subject) {
+			continue
+		}
+		suspects[subject] = true
+		if u.suspects[subject] {
 			if err := u.drain(ctx, s, subject); err != nil {
 				return err
 			}
 		}
 	}
+	u.suspects = suspects
 	return nil
+}
+
+// served reports whether this replica serves subject's provider and lane:
+// then a missing consumer is about to be recreated, not a reason to give
+// the jobs up.
+func (u *unroutedSweeper) served(subject string) bool {
+	a, err := job.ParseSubject(subject)
+	return err == nil && u.w.providers[a.Provider] != nil
+}
+
+// clear deletes drain consumers whose subject falls under filter, and
+// reports whether it deleted any.
+func (u *unroutedSweeper) clear(ctx context.Context, filter string) bool {
+	s, err := u.w.js.Stream(ctx, streams.Jobs)
+	if err != nil {
+		return false
+	}
+	deleted := false
+	consumers := s.ListConsumers(ctx)
+	for ci := range consumers.Info() {
+		if strings.HasPrefix(ci.Config.Description, drainPrefix) && subjectMatches(filter, ci.Config.FilterSubject) {
+			if s.DeleteConsumer(ctx, ci.Name) == nil {
+				u.w.logger.Info("removed an unrouted-jobs drain in the way of a work consumer", "consumer", ci.Name, "subject", ci.Config.FilterSubject)
+				deleted = true
+			}
+		}
+	}
+	return deleted
 }
 
 // drain dead-letters every message on one unrouted subject through a
 // short-lived consumer filtered to exactly that subject.
 func (u *unroutedSweeper) drain(ctx context.Context, s jetstream.Stream, subject string) error {
 	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Description:       "switchyard: dead-lettering unrouted jobs on " + subject,
+		Description:       drainPrefix + subject,
 		FilterSubject:     subject,
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		AckWait:           30 * time.Second,
@@ -92,6 +138,10 @@ func (u *unroutedSweeper) drain(ctx context.Context, s jetstream.Stream, subject
 		n := 0
 		for msg := range batch.Messages() {
 			n++
+			if ctx.Err() != nil {
+				_ = msg.Nak() // stopping: leave it for the next sweep
+				continue
+			}
 			d := delivery{msg: msg}
 			if meta, err := msg.Metadata(); err == nil {
 				d.attempt, d.seq, d.enqueuedAt = int(meta.NumDelivered), meta.Sequence.Stream, meta.Timestamp

@@ -80,8 +80,8 @@ func (w *Worker) ID() string { return w.cfg.ID }
 func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.started {
-		return errors.New("worker: already started")
+	if w.started || w.stopped {
+		return errors.New("worker: already started (a worker runs once)")
 	}
 	for _, l := range w.lanes {
 		if err := l.bind(ctx); err != nil {

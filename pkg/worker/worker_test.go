@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -409,8 +410,8 @@ func TestWorkerStoppedMidBatchLosesNothing(t *testing.T) {
 		return c[job.StatusSucceeded] >= 150, fmt.Sprintf("%d succeeded", c[job.StatusSucceeded])
 	})
 	first.Stop(context.Background())
-	if live := first.InFlight()["acme"]; live != 0 {
-		t.Fatalf("%d calls still in flight after Stop", live)
+	if cut := b.api.Stats().Canceled; cut == 0 {
+		t.Fatal("no call was in flight at Stop: the test did not stop mid-batch")
 	}
 	b.startWorker(t, worker.Config{ID: "second"}, providers)
 
@@ -446,9 +447,9 @@ func mustJSON(v any) []byte {
 }
 
 func TestNATSRestartMidBurstLosesNothing(t *testing.T) {
-	b := setup(t, mockapi.Config{LatencyMin: 20 * time.Millisecond, LatencyMax: 100 * time.Millisecond})
+	b := setup(t, mockapi.Config{LatencyMin: 100 * time.Millisecond, LatencyMax: 300 * time.Millisecond})
 	b.startWorker(t, worker.Config{}, map[string]provider.Config{
-		"acme": b.provider(b.url, func(c *provider.Config) { c.Concurrency = 100; c.MaxAttempts = 10 }),
+		"acme": b.provider(b.url, func(c *provider.Config) { c.Concurrency = 50 }),
 	})
 	const n = 600
 	ids := make([]string, n)
@@ -460,6 +461,10 @@ func TestNATSRestartMidBurstLosesNothing(t *testing.T) {
 		c, _ := b.store.BatchCounts(context.Background(), "b1")
 		return c[job.StatusSucceeded] >= 100, fmt.Sprintf("%d succeeded", c[job.StatusSucceeded])
 	})
+	c, _ := b.store.BatchCounts(context.Background(), "b1")
+	if c[job.StatusSucceeded] > n/2 {
+		t.Fatalf("%d of %d already done: the restart would not be mid-burst", c[job.StatusSucceeded], n)
+	}
 	b.nats.Restart()
 
 	rows := b.waitFinal(t, 90*time.Second, ids...)
@@ -486,5 +491,119 @@ func TestSingleSlotProviderServesBothLanes(t *testing.T) {
 		if row.Status != job.StatusSucceeded {
 			t.Errorf("%s: %s", id, row.Status)
 		}
+	}
+}
+
+func TestStopWithGraceFinishesCallsInFlight(t *testing.T) {
+	b := setup(t, mockapi.Config{LatencyMin: 200 * time.Millisecond, LatencyMax: 400 * time.Millisecond})
+	providers := map[string]provider.Config{"acme": b.provider(b.url, func(c *provider.Config) { c.Concurrency = 50 })}
+	w := b.startWorker(t, worker.Config{ID: "graceful", ShutdownGrace: 30 * time.Second}, providers)
+	const n = 300
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("grace-%03d", i)
+		b.publish(t, newJob(ids[i], "acme", "charge", "/charge"), job.LaneBulk)
+	}
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		inFlight := b.api.Stats().InFlight
+		return inFlight >= 20, fmt.Sprintf("%d calls in flight", inFlight)
+	})
+	w.Stop(context.Background())
+	st := b.api.Stats()
+	if st.InFlight != 0 || st.Canceled != 0 {
+		t.Fatalf("after a graceful stop: %d in flight, %d cancelled; want every call finished", st.InFlight, st.Canceled)
+	}
+	b.startWorker(t, worker.Config{ID: "second"}, providers)
+	b.waitFinal(t, 60*time.Second, ids...)
+	if d := b.api.Duplicates(); d != 0 {
+		t.Errorf("%d jobs were called twice across a graceful stop", d)
+	}
+}
+
+func TestNotBeforeSpendsNoAttempt(t *testing.T) {
+	b := setup(t, mockapi.Config{})
+	b.startWorker(t, worker.Config{}, map[string]provider.Config{"acme": b.provider(b.url)})
+	j := newJob("later", "acme", "charge", "/charge")
+	due := time.Now().Add(time.Second)
+	j.NotBefore, j.MaxAttempts = &due, 1
+	b.publish(t, j, job.LaneLive)
+	row := b.waitFinal(t, 10*time.Second, "later")["later"]
+	if row.Status != job.StatusSucceeded || row.Attempts != 1 || b.api.Calls("later") != 1 {
+		t.Fatalf("status %s after %d attempts and %d calls; want succeeded at attempt 1", row.Status, row.Attempts, b.api.Calls("later"))
+	}
+	if row.StartedAt.Before(due) {
+		t.Errorf("called at %s, before not_before %s", row.StartedAt, due)
+	}
+}
+
+func TestDeletedWorkConsumerIsRecreated(t *testing.T) {
+	b := setup(t, mockapi.Config{})
+	b.startWorker(t, worker.Config{}, map[string]provider.Config{"acme": b.provider(b.url)})
+	ctx := context.Background()
+	if err := b.js.DeleteConsumer(ctx, streams.Jobs, job.WorkConsumer("acme", job.LaneLive)); err != nil {
+		t.Fatal(err)
+	}
+	b.publish(t, newJob("after-delete", "acme", "charge", "/charge"), job.LaneLive)
+	row := b.waitFinal(t, 20*time.Second, "after-delete")["after-delete"]
+	if row.Status != job.StatusSucceeded {
+		t.Fatalf("status %s (%s): the job was not run after its consumer was deleted", row.Status, row.Error)
+	}
+	if _, err := b.js.Consumer(ctx, streams.Jobs, job.WorkConsumer("acme", job.LaneLive)); err != nil {
+		t.Fatalf("consumer not recreated: %v", err)
+	}
+}
+
+func TestWorkerStartsThroughAnUnroutedDrain(t *testing.T) {
+	b := setup(t, mockapi.Config{})
+	ctx := context.Background()
+	// A sweeper of another replica is draining a subject of globex, which
+	// no worker served until now.
+	s, err := b.js.Stream(ctx, streams.Jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Description: "switchyard: dead-lettering unrouted jobs on jobs.globex.live.charge", FilterSubject: "jobs.globex.live.charge",
+		AckPolicy: jetstream.AckExplicitPolicy, InactiveThreshold: time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker(t, worker.Config{}, map[string]provider.Config{"globex": b.provider(b.url)})
+	b.publish(t, newJob("globex-1", "globex", "charge", "/charge"), job.LaneLive)
+	if row := b.waitFinal(t, 10*time.Second, "globex-1")["globex-1"]; row.Status != job.StatusSucceeded {
+		t.Fatalf("status %s", row.Status)
+	}
+}
+
+// TestOversizedResultIsStoredStripped: a response that cannot fit in a
+// RESULTS message is dropped from the result, which is stored once;
+// nothing loops.
+func TestOversizedResultIsStoredStripped(t *testing.T) {
+	b := setup(t, mockapi.Config{})
+	// 512 KiB of control characters: within the body cap, but six bytes
+	// each once escaped in JSON, far past RESULTS' 1 MiB.
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(bytes.Repeat([]byte{1}, provider.MaxResponseBodyLimit))
+	}))
+	t.Cleanup(big.Close)
+	b.startWorker(t, worker.Config{}, map[string]provider.Config{
+		"acme": b.provider(big.URL, func(c *provider.Config) { c.ResponseBodyLimit = provider.MaxResponseBodyLimit }),
+	})
+	b.publish(t, newJob("huge", "acme", "charge", "/charge"), job.LaneLive)
+	row := b.waitFinal(t, 20*time.Second, "huge")["huge"]
+	if row.Status != job.StatusSucceeded || row.Attempts != 1 || !strings.Contains(row.Error, "too large to store") || row.Response != nil {
+		t.Fatalf("row = %s attempt %d error %q response %d bytes", row.Status, row.Attempts, row.Error, len(row.Response))
+	}
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		left := b.jobsLeft(t)
+		return left == 0, fmt.Sprintf("%d jobs left", left)
+	})
+}
+
+func TestMetaTooLargeIsRejected(t *testing.T) {
+	j := newJob("big-meta", "acme", "charge", "/charge")
+	j.Meta = json.RawMessage(`{"x":"` + strings.Repeat("a", job.MaxMetaBytes) + `"}`)
+	if err := j.Validate(); err == nil || !strings.Contains(err.Error(), "meta") {
+		t.Fatalf("err = %v, want one naming meta", err)
 	}
 }

@@ -58,7 +58,9 @@ func runDemo(ctx context.Context, js jetstream.JetStream, store recorder.Store, 
 		case <-deadline:
 			return fmt.Errorf("demo: %d of %d jobs not recorded after %s: lost", o.demo-done, o.demo, o.timeout)
 		case <-ctx.Done():
-			return fmt.Errorf("demo: interrupted with %d of %d jobs recorded", done, o.demo)
+			// The rest stay in JOBS and run at the next start.
+			fmt.Fprintf(out, "demo: interrupted with %d of %d jobs recorded\n", done, o.demo)
+			return nil
 		}
 	}
 	elapsed := time.Since(start)

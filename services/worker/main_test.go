@@ -21,10 +21,12 @@ import (
 
 // TestWorkerServiceRunsJobsAndDrains runs the worker main against an
 // external server: it creates the streams, runs a job published after it
-// started, and returns cleanly when its context ends (SIGTERM).
+// started, and when its context ends (SIGTERM) with that call in flight, it
+// finishes the call, stores its result and returns cleanly.
 func TestWorkerServiceRunsJobsAndDrains(t *testing.T) {
 	srv := natstest.Start(t)
-	api := httptest.NewServer(mockapi.New(mockapi.Config{}))
+	mock := mockapi.New(mockapi.Config{LatencyMin: 500 * time.Millisecond})
+	api := httptest.NewServer(mock)
 	t.Cleanup(api.Close)
 	cfgFile := filepath.Join(t.TempDir(), "worker.yaml")
 	yaml := fmt.Sprintf("log:\n  format: json\nproviders:\n  acme:\n    base_url: %s\n    concurrency: 10\n", api.URL)
@@ -38,29 +40,34 @@ func TestWorkerServiceRunsJobsAndDrains(t *testing.T) {
 
 	_, js := srv.Connect(t)
 	// The worker has started once its consumer exists.
+	bg := context.Background()
 	waitFor(t, func() bool {
-		_, err := js.Consumer(ctx, streams.Jobs, job.WorkConsumer("acme", job.LaneLive))
+		_, err := js.Consumer(bg, streams.Jobs, job.WorkConsumer("acme", job.LaneLive))
 		return err == nil
 	})
 	j := job.Job{V: 1, ID: "svc-1", Provider: "acme", Task: "ping", Request: job.Request{Path: "/ping"}}
 	data, _ := json.Marshal(j)
-	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: job.Subject("acme", job.LaneLive, "ping"), Data: data}); err != nil {
+	if _, err := js.PublishMsg(bg, &nats.Msg{Subject: job.Subject("acme", job.LaneLive, "ping"), Data: data}); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, func() bool { return mock.Stats().InFlight == 1 })
+	cancel()
+
 	var res job.Result
 	waitFor(t, func() bool {
-		s, err := js.Stream(ctx, streams.Results)
+		s, err := js.Stream(bg, streams.Results)
 		if err != nil {
 			return false
 		}
-		m, err := s.GetLastMsgForSubject(ctx, job.ResultSubject("acme", "ping"))
+		m, err := s.GetLastMsgForSubject(bg, job.ResultSubject("acme", "ping"))
 		return err == nil && json.Unmarshal(m.Data, &res) == nil
 	})
 	if res.JobID != "svc-1" || res.Status != job.StatusSucceeded || res.WorkerID != "w-test" {
 		t.Fatalf("result = %+v", res)
 	}
-
-	cancel()
+	if st := mock.Stats(); st.Canceled != 0 {
+		t.Fatalf("%d calls cancelled by the stop, want the call in flight finished", st.Canceled)
+	}
 	select {
 	case err := <-done:
 		if err != nil {
