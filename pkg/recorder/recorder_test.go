@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/job"
 	"github.com/switchyard-io/switchyard/pkg/natsx/natstest"
 	"github.com/switchyard-io/switchyard/pkg/recorder"
+	"github.com/switchyard-io/switchyard/pkg/recorder/storetest"
 	"github.com/switchyard-io/switchyard/streams"
 )
 
@@ -73,39 +74,10 @@ func startRecorder(t *testing.T, js jetstream.JetStream, store recorder.Store, c
 	return r
 }
 
-// base has nanoseconds, so that a store rounding times would show.
-var base = time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
-
 // newResult returns a plausible result of one attempt.
 func newResult(id, batch string, attempt int, status job.Status) job.Result {
-	started := base.Add(time.Duration(attempt) * time.Minute)
-	r := job.Result{
-		V:          job.Version,
-		JobID:      id,
-		Provider:   "acme",
-		Task:       "create_invoice",
-		Lane:       job.LaneLive,
-		Batch:      batch,
-		Attempt:    attempt,
-		Status:     status,
-		LatencyMS:  250,
-		EnqueuedAt: base,
-		StartedAt:  started,
-		FinishedAt: started.Add(250 * time.Millisecond),
-		WorkerID:   fmt.Sprintf("worker-%d", attempt),
-	}
-	switch status {
-	case job.StatusSucceeded:
-		r.HTTPStatus = 201
-	case job.StatusRetrying:
-		r.HTTPStatus, r.Error, r.ErrorClass = 503, "service unavailable", job.ClassHTTP5xx
-	case job.StatusFailed:
-		r.HTTPStatus, r.Error, r.ErrorClass = 422, "unprocessable", job.ClassHTTP4xx
-	case job.StatusDead:
-		r.Error, r.ErrorClass = "attempts exhausted", job.ClassExhausted
-	case job.StatusExpired:
-		r.Error, r.ErrorClass = "expired", job.ClassExpired
-	}
+	r := storetest.Result(id, attempt, status)
+	r.Batch = batch
 	return r
 }
 

@@ -48,8 +48,10 @@ func Run(t *testing.T, newStore func(t *testing.T) recorder.Store) {
 // times (to microseconds, say) fail.
 var base = time.Date(2026, 11, 21, 4, 0, 0, 123456789, time.UTC)
 
-// result returns a plausible result of one attempt.
-func result(id string, attempt int, status job.Status) job.Result {
+// Result returns a plausible result of one attempt of job id in batch
+// "nightly", with times fixed to the nanosecond. Tests of other parts of the
+// recorder use it too.
+func Result(id string, attempt int, status job.Status) job.Result {
 	started := base.Add(time.Duration(attempt) * time.Minute)
 	r := job.Result{
 		V:          job.Version,
@@ -180,7 +182,7 @@ func diff(got, want any) string {
 }
 
 func testRoundTrip(t *testing.T, s recorder.Store) {
-	full := result("full", 3, job.StatusSucceeded)
+	full := Result("full", 3, job.StatusSucceeded)
 	full.Error, full.ErrorClass = "not really an error", job.ClassThrottled
 	full.LatencyMS = 1234567
 	full.Response = &job.Response{
@@ -194,7 +196,7 @@ func testRoundTrip(t *testing.T, s recorder.Store) {
 	full.RetryAt = &retryAt
 
 	// Times in another zone come back as the same instant in UTC.
-	zoned := result("zoned", 1, job.StatusFailed)
+	zoned := Result("zoned", 1, job.StatusFailed)
 	tz := time.FixedZone("UTC+5:30", 5*3600+1800)
 	zoned.EnqueuedAt, zoned.StartedAt, zoned.FinishedAt = base.In(tz), base.Add(time.Second).In(tz), base.Add(2*time.Second).In(tz)
 	zoned.Response = &job.Response{BodyText: "plain text\nwith 'quotes' and \"more\""}
@@ -211,7 +213,7 @@ func testRoundTrip(t *testing.T, s recorder.Store) {
 }
 
 func testDuplicates(t *testing.T, s recorder.Store) {
-	r := result("dup", 1, job.StatusSucceeded)
+	r := Result("dup", 1, job.StatusSucceeded)
 	record(t, s, r, r)          // twice in one batch
 	record(t, s, r)             // and redelivered later
 	record(t, s, r, r, r, r, r) // and again
@@ -312,7 +314,7 @@ func testRanking(t *testing.T, s recorder.Store) {
 			// Each outcome gets its own worker id, so the test sees which
 			// result a row came from.
 			mk := func(st step) job.Result {
-				r := result(id, st.attempt, st.status)
+				r := Result(id, st.attempt, st.status)
 				r.WorkerID = fmt.Sprintf("w-%d-%s", st.attempt, st.status)
 				return r
 			}
@@ -334,7 +336,7 @@ func testRanking(t *testing.T, s recorder.Store) {
 }
 
 func testNotFound(t *testing.T, s recorder.Store) {
-	record(t, s, result("present", 1, job.StatusSucceeded))
+	record(t, s, Result("present", 1, job.StatusSucceeded))
 	row, err := s.Job(context.Background(), "absent")
 	if !errors.Is(err, recorder.ErrNotFound) {
 		t.Fatalf("Job(absent) = %+v, %v; want ErrNotFound", row, err)
@@ -345,7 +347,7 @@ func testBatchCounts(t *testing.T, s recorder.Store) {
 	var rs []job.Result
 	add := func(batch string, n int, status job.Status) {
 		for i := 0; i < n; i++ {
-			r := result(fmt.Sprintf("%s-%s-%d", batch, status, i), 1, status)
+			r := Result(fmt.Sprintf("%s-%s-%d", batch, status, i), 1, status)
 			r.Batch = batch
 			rs = append(rs, r)
 		}
@@ -357,7 +359,7 @@ func testBatchCounts(t *testing.T, s recorder.Store) {
 	add("", 1, job.StatusExpired)
 	record(t, s, rs...)
 	// One of a's retrying jobs succeeds on its second attempt.
-	later := result("a-retrying-0", 2, job.StatusSucceeded)
+	later := Result("a-retrying-0", 2, job.StatusSucceeded)
 	later.Batch = "a"
 	record(t, s, later)
 
@@ -383,7 +385,7 @@ func testBatchCounts(t *testing.T, s recorder.Store) {
 
 func testLatencies(t *testing.T, s recorder.Store) {
 	mk := func(id, batch string, status job.Status, latency time.Duration) job.Result {
-		r := result(id, 1, status)
+		r := Result(id, 1, status)
 		r.Batch = batch
 		r.FinishedAt = r.EnqueuedAt.Add(latency)
 		return r
@@ -416,14 +418,14 @@ func testLatencies(t *testing.T, s recorder.Store) {
 }
 
 func testInvalidResult(t *testing.T, s recorder.Store) {
-	good := result("good", 1, job.StatusSucceeded)
+	good := Result("good", 1, job.StatusSucceeded)
 	tests := []struct {
 		name string
 		bad  job.Result
 	}{
-		{"no job id", result("", 1, job.StatusSucceeded)},
-		{"unknown status", result("bad", 1, "exploded")},
-		{"negative attempt", result("bad", -1, job.StatusSucceeded)},
+		{"no job id", Result("", 1, job.StatusSucceeded)},
+		{"unknown status", Result("bad", 1, "exploded")},
+		{"negative attempt", Result("bad", -1, job.StatusSucceeded)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -441,7 +443,7 @@ func testInvalidResult(t *testing.T, s recorder.Store) {
 func testCanceled(t *testing.T, s recorder.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.Record(ctx, []job.Result{result("c", 1, job.StatusSucceeded)}); err == nil {
+	if err := s.Record(ctx, []job.Result{Result("c", 1, job.StatusSucceeded)}); err == nil {
 		t.Fatal("Record with a canceled context succeeded")
 	}
 	if _, err := s.Job(context.Background(), "c"); !errors.Is(err, recorder.ErrNotFound) {
@@ -463,7 +465,7 @@ func testConcurrent(t *testing.T, s recorder.Store) {
 			for b := 0; b < batches; b++ {
 				rs := make([]job.Result, per)
 				for i := range rs {
-					rs[i] = result(fmt.Sprintf("c-%d-%d-%d", w, b, i), 1, job.StatusSucceeded)
+					rs[i] = Result(fmt.Sprintf("c-%d-%d-%d", w, b, i), 1, job.StatusSucceeded)
 					rs[i].Batch = "conc"
 				}
 				if err := s.Record(ctx, rs); err != nil {
@@ -508,7 +510,7 @@ func testClosed(t *testing.T, s recorder.Store) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := s.Record(ctx, []job.Result{result("x", 1, job.StatusSucceeded)}); err == nil {
+	if err := s.Record(ctx, []job.Result{Result("x", 1, job.StatusSucceeded)}); err == nil {
 		t.Error("Record after Close succeeded")
 	}
 	if _, err := s.Job(ctx, "x"); err == nil {
