@@ -142,18 +142,6 @@ func (w *Worker) Stop(ctx context.Context) {
 	w.logger.Info("worker stopped")
 }
 
-// InFlight returns the number of jobs being processed per provider.
-func (w *Worker) InFlight() map[string]int {
-	out := make(map[string]int, len(w.providers))
-	for _, l := range w.lanes {
-		if l.lane == job.LaneLive { // lanes of a provider share one pool
-			live, bulk := l.slots.inUse()
-			out[l.provider.Name()] = live + bulk
-		}
-	}
-	return out
-}
-
 // consumerFor returns the definition and overrides of a lane's consumer.
 func consumerFor(p *provider.Provider, l job.Lane) ([]byte, natsx.Override) {
 	ackWait := natsx.AckWaitFor(p.Config().Timeout)

@@ -39,19 +39,23 @@ func runDemo(ctx context.Context, js jetstream.JetStream, store recorder.Store, 
 	fmt.Fprintf(out, "demo: enqueued %d jobs in %s (%.0f jobs/s), batch %s\n", o.demo, enqueued.Round(time.Millisecond), float64(o.demo)/enqueued.Seconds(), batch)
 
 	deadline := time.After(o.timeout)
-	tick := time.NewTicker(time.Second)
+	// Poll often, so the end is seen when it comes; print once a second.
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var counts map[job.Status]int
+	var printed time.Time
 	for {
 		var err error
 		if counts, err = store.BatchCounts(ctx, batch); err != nil {
 			return fmt.Errorf("demo: read progress: %w", err)
 		}
 		done := finalCount(counts)
-		elapsed := time.Since(start)
-		fmt.Fprintf(out, "demo: %6d / %d recorded  %s  %.0f jobs/s\n", done, o.demo, describe(counts), float64(done)/elapsed.Seconds())
 		if done >= o.demo {
 			break
+		}
+		if time.Since(printed) >= time.Second {
+			printed = time.Now()
+			fmt.Fprintf(out, "demo: %6d / %d recorded  %s  %.0f jobs/s\n", done, o.demo, describe(counts), float64(done)/time.Since(start).Seconds())
 		}
 		select {
 		case <-tick.C:
@@ -64,6 +68,7 @@ func runDemo(ctx context.Context, js jetstream.JetStream, store recorder.Store, 
 		}
 	}
 	elapsed := time.Since(start)
+	fmt.Fprintf(out, "demo: %6d / %d recorded  %s\n", o.demo, o.demo, describe(counts))
 	lat, err := store.Latencies(ctx, batch)
 	if err != nil {
 		return fmt.Errorf("demo: read latencies: %w", err)

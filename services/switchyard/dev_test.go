@@ -78,3 +78,15 @@ func TestDevBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestDevDemoOnceFailsWhenJobsAreMissing: --once must not exit 0 while jobs
+// are unaccounted for.
+func TestDevDemoOnceFailsWhenJobsAreMissing(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"dev", "--port", "-1", "--data", t.TempDir(),
+		"--demo", "20", "--once", "--timeout", "300ms", "--demo-latency-min", "5s", "--demo-latency-max", "5s", "--demo-error-rate", "0",
+		"--log-format", "json"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "20 of 20 jobs not recorded") || !strings.Contains(err.Error(), "lost") {
+		t.Fatalf("err = %v, want one saying 20 of 20 jobs were lost", err)
+	}
+}
