@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,7 +53,7 @@ func (w *Worker) process(ctx context.Context, l *lane, msg jetstream.Msg) {
 		// Its first delivery was spent waiting for not_before, not calling.
 		d.attempt--
 	}
-	maxAttempts := cmpOr(j.MaxAttempts, l.provider.Config().MaxAttempts)
+	maxAttempts := cmp.Or(j.MaxAttempts, l.provider.Config().MaxAttempts)
 	if d.attempt > maxAttempts {
 		// Delivered again after its last attempt, whose worker died before
 		// settling it: the call may or may not have happened.
@@ -247,11 +248,4 @@ func newDeadLetter(r job.Result, msg jetstream.Msg, workerID string) *job.DeadLe
 		dl.JobBase64 = msg.Data()
 	}
 	return dl
-}
-
-func cmpOr(a, b int) int {
-	if a != 0 {
-		return a
-	}
-	return b
 }
