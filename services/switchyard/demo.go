@@ -16,14 +16,16 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/recorder"
 )
 
-// demoTasks are the calls the demo makes: a mix of providers, methods and
-// lanes, one in ten on the live lane.
+// demoTasks are the calls the demo makes, alternating between the two
+// providers so both stay busy until the end; one job in ten goes on the
+// live lane.
 var demoTasks = []struct {
 	provider, task, method, path string
 }{
 	{"demo_a", "create_invoice", "POST", "/v1/invoices"},
-	{"demo_a", "send_email", "POST", "/v1/emails"},
 	{"demo_b", "lookup_customer", "GET", "/v1/customers/lookup"},
+	{"demo_a", "send_email", "POST", "/v1/emails"},
+	{"demo_b", "get_rates", "GET", "/v1/rates"},
 }
 
 // runDemo enqueues o.demo jobs, shows progress until every one has a final
