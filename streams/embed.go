@@ -24,7 +24,7 @@ const (
 	Recorder = "recorder"
 )
 
-// Streams returns the stream definitions, JOBS first.
+// Streams returns the stream definitions by name.
 func Streams() map[string][]byte {
 	return map[string][]byte{Jobs: mustRead("jobs.json"), Results: mustRead("results.json"), DLQ: mustRead("dlq.json")}
 }

@@ -16,7 +16,8 @@ type EmbeddedConfig struct {
 	Port int
 	// StoreDir holds JetStream's file storage.
 	StoreDir string
-	// Logger receives the server's log at Debug (notices at Info); nil
+	// Logger receives the server's notices and debug lines at Debug and its
+	// warnings and errors at Warn and Error; nil
 	// silences it.
 	Logger *slog.Logger
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/mockapi"
 	"github.com/switchyard-io/switchyard/pkg/recorder"
 )
 
@@ -31,7 +32,7 @@ var demoTasks = []struct {
 // runDemo enqueues o.demo jobs, shows progress until every one has a final
 // result recorded, and prints a summary. It fails when some are still
 // missing at o.timeout.
-func runDemo(ctx context.Context, js jetstream.JetStream, store recorder.Store, o devOptions, out io.Writer) error {
+func runDemo(ctx context.Context, js jetstream.JetStream, store recorder.Store, api *mockapi.Server, o devOptions, out io.Writer) error {
 	batch := "demo-" + time.Now().UTC().Format("20060102T150405")
 	start := time.Now()
 	if err := enqueueDemo(ctx, js, batch, o.demo); err != nil {
@@ -75,11 +76,14 @@ func runDemo(ctx context.Context, js jetstream.JetStream, store recorder.Store, 
 	if err != nil {
 		return fmt.Errorf("demo: read latencies: %w", err)
 	}
+	calls := api.Stats()
 	fmt.Fprintf(out, `demo: done — %d jobs in %s = %.0f jobs/s end to end
       %s
       end-to-end latency (enqueued → final result): p50 %s, p99 %s, max %s
+      demo API: %d calls (%d answered 503), at most %d in flight, %d jobs needed more than one call
 `, o.demo, elapsed.Round(time.Millisecond), float64(o.demo)/elapsed.Seconds(), describe(counts),
-		percentile(lat, 0.50), percentile(lat, 0.99), percentile(lat, 1))
+		percentile(lat, 0.50), percentile(lat, 0.99), percentile(lat, 1),
+		calls.Requests, calls.ByStatus[503], calls.PeakInFlight, calls.Duplicates)
 	return nil
 }
 
@@ -88,7 +92,7 @@ func enqueueDemo(ctx context.Context, js jetstream.JetStream, batch string, n in
 	for i := range n {
 		t := demoTasks[i%len(demoTasks)]
 		lane := job.LaneBulk
-		if i%10 == 0 {
+		if (i/len(demoTasks))%10 == 0 { // every task sends one round in ten live
 			lane = job.LaneLive
 		}
 		id := uuid.Must(uuid.NewV7()).String()

@@ -63,7 +63,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	// The demo API comes first: its address goes into the demo providers.
-	api, apiURL, err := startDemoAPI(mockapi.Config{LatencyMin: o.latencyMin, LatencyMax: o.latencyMax, ErrorRate: o.errorRate})
+	mock, api, apiURL, err := startDemoAPI(mockapi.Config{LatencyMin: o.latencyMin, LatencyMax: o.latencyMax, ErrorRate: o.errorRate})
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 `, st.url, st.url, apiURL, cfg.Recorder.Database)
 
 	if o.demo > 0 {
-		err := runDemo(ctx, st.js, st.store, o, stdout)
+		err := runDemo(ctx, st.js, st.store, mock, o, stdout)
 		if o.once || err != nil {
 			return err
 		}
@@ -114,17 +114,18 @@ func devDefaults(apiURL, dataDir string) map[string]any {
 	}
 }
 
-func startDemoAPI(cfg mockapi.Config) (*http.Server, string, error) {
+func startDemoAPI(cfg mockapi.Config) (*mockapi.Server, *http.Server, string, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, "", fmt.Errorf("demo provider: %w", err)
+		return nil, nil, "", fmt.Errorf("demo provider: %w", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, "", fmt.Errorf("demo provider: %w", err)
+		return nil, nil, "", fmt.Errorf("demo provider: %w", err)
 	}
-	hs := &http.Server{Handler: mockapi.New(cfg), ReadHeaderTimeout: 10 * time.Second}
+	mock := mockapi.New(cfg)
+	hs := &http.Server{Handler: mock, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
-	return hs, "http://" + ln.Addr().String(), nil
+	return mock, hs, "http://" + ln.Addr().String(), nil
 }
 
 // stack is everything dev runs, stopped in the reverse order of start.
