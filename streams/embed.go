@@ -1,6 +1,7 @@
 // Package streams holds the JetStream stream and consumer definitions that
-// every Switchyard service applies at start, and the JSON Schemas of the
-// envelopes. The JSON files are the source of truth: they are in the format
+// every Switchyard service applies at start; the JSON Schemas of the
+// envelopes (*.schema.json) sit beside them for producers in any language.
+// The JSON files are the source of truth: they are in the format
 // `nats stream add --config` and `nats consumer add --config` accept, so an
 // operator can create or inspect the same objects with the nats CLI.
 //
@@ -13,7 +14,7 @@ import (
 	"strings"
 )
 
-//go:embed *.json
+//go:embed jobs.json results.json dlq.json consumer-*.json
 var files embed.FS
 
 // Names of the streams and of the recorder's consumer.
@@ -24,13 +25,10 @@ const (
 	Recorder = "recorder"
 )
 
-// Streams returns the stream definitions by name.
-func Streams() map[string][]byte {
-	return map[string][]byte{Jobs: mustRead("jobs.json"), Results: mustRead("results.json"), DLQ: mustRead("dlq.json")}
-}
+var streamFiles = map[string]string{Jobs: "jobs.json", Results: "results.json", DLQ: "dlq.json"}
 
-// Stream returns the definition of one stream.
-func Stream(name string) []byte { return Streams()[name] }
+// Stream returns the definition of one stream: Jobs, Results or DLQ.
+func Stream(name string) []byte { return mustRead(streamFiles[name]) }
 
 // RecorderConsumer returns the definition of the recorder's durable consumer
 // on RESULTS.
@@ -44,9 +42,6 @@ func WorkConsumer(provider, lane string) []byte {
 	s := string(mustRead("consumer-work.json"))
 	return []byte(strings.NewReplacer("PROVIDER", provider, "LANE", lane).Replace(s))
 }
-
-// Schema returns one of the JSON Schemas: "job", "result" or "deadletter".
-func Schema(name string) ([]byte, error) { return files.ReadFile(name + ".schema.json") }
 
 func mustRead(name string) []byte {
 	b, err := files.ReadFile(name)

@@ -118,10 +118,3 @@ func (s *slots) contended() bool {
 	defer s.mu.Unlock()
 	return len(s.waiters) > 0
 }
-
-// inUse returns the slots taken by each lane.
-func (s *slots) inUse() (live, bulk int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.live, s.bulk
-}

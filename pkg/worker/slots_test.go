@@ -109,3 +109,10 @@ func TestSlotsCancelledWaiterLeavesNoTrace(t *testing.T) {
 		t.Fatalf("in use after cancel: live %d bulk %d", live, bulk)
 	}
 }
+
+// inUse returns the slots taken by each lane.
+func (s *slots) inUse() (live, bulk int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live, s.bulk
+}
