@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -24,15 +27,17 @@ import (
 // Flags are the flags every service has. Register them with NewFlags,
 // parse, then Load.
 type Flags struct {
-	fs   *flag.FlagSet
-	file *string
-	keys map[string]string
+	fs    *flag.FlagSet
+	file  *string
+	pprof *string
+	keys  map[string]string
 }
 
 // NewFlags registers --config, --log-level and --log-format on fs.
 func NewFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{fs: fs, keys: map[string]string{}}
 	f.file = fs.String("config", "", "YAML config `file`")
+	f.pprof = fs.String("pprof", "", "serve net/http/pprof on this `address` (e.g. 127.0.0.1:6060); off by default")
 	f.Key("log-level", "log.level", "", "log `level`: debug, info, warn, error (default info)")
 	f.Key("log-format", "log.format", "", "log `format`: auto, text, json (default auto)")
 	return f
@@ -61,7 +66,30 @@ func (f *Flags) Load(stderr io.Writer, defaults map[string]any) (*config.Config,
 	if err != nil {
 		return nil, nil, err
 	}
+	if *f.pprof != "" {
+		if err := servePprof(*f.pprof, logger); err != nil {
+			return nil, nil, err
+		}
+	}
 	return cfg, logger, nil
+}
+
+// servePprof serves the profiling endpoints on their own listener, never on
+// a service's public one. It lives as long as the process.
+func servePprof(addr string, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	logger.Info("serving pprof", "addr", ln.Addr().String())
+	go func() { _ = http.Serve(ln, mux) }()
+	return nil
 }
 
 // Connect connects to NATS and applies the Switchyard streams.

@@ -2,7 +2,6 @@ package job
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -30,12 +29,10 @@ const (
 	DLQPrefix     = "dlq"
 )
 
-var tokenRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-
 // ValidToken reports whether s may be used as a provider or task name: 1–64
 // characters of [a-z0-9_-]. Such a token is always a safe single NATS subject
 // token and a safe part of a consumer name.
-func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+func ValidToken(s string) bool { return matches(s, 64, &tokenChars) }
 
 func checkToken(field, s string) error {
 	if !ValidToken(s) {
