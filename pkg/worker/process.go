@@ -191,6 +191,11 @@ func (w *Worker) storeDeadLetter(ctx context.Context, d delivery, dl *job.DeadLe
 // publish stores one message, retrying briefly with the same message id so
 // that a lost PubAck cannot store it twice. Permanent errors (too large)
 // are returned at once.
+//
+// Publishes are asynchronous, so the connection batches them with the rest
+// of the worker's traffic instead of one round trip each; the caller still
+// waits for its PubAck, because the job is acked only once its outcome is
+// stored. The publisher bounds the acks pending and times each one out.
 func (w *Worker) publish(ctx context.Context, subject, msgID string, v any) (*jetstream.PubAck, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -198,13 +203,30 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, v any) (*je
 	}
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
 	for try := 1; ; try++ {
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		ack, err := w.js.PublishMsg(pctx, m)
-		cancel()
-		if err == nil || try == 3 || permanent(err) {
+		ack, err := w.publishOnce(ctx, m)
+		if err == nil || try == 3 || permanent(err) || ctx.Err() != nil {
 			return ack, err
 		}
-		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+		select {
+		case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (w *Worker) publishOnce(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
+	f, err := w.pub.PublishMsgAsync(m, jetstream.WithStallWait(publishTimeout))
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

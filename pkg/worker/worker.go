@@ -17,11 +17,16 @@ import (
 	"github.com/switchyard-io/switchyard/streams"
 )
 
+// maxPendingOutcomes bounds the outcomes published and not yet acknowledged
+// by the server; a publisher past it waits (see publish).
+const maxPendingOutcomes = 8192
+
 // Worker runs the jobs of its providers. Create it with New, run it with
 // Start, and end it with Stop.
 type Worker struct {
 	cfg       Config
 	js        jetstream.JetStream
+	pub       jetstream.JetStream // publishes outcomes; see publish
 	logger    *slog.Logger
 	providers map[string]*provider.Provider
 	lanes     []*lane
@@ -48,9 +53,18 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 	if len(providers) == 0 {
 		return nil, errors.New("worker: no providers configured")
 	}
+	// Outcomes go through their own context so that their pending acks are
+	// bounded and time out, whatever options the caller's context has.
+	pub, err := jetstream.New(js.Conn(),
+		jetstream.WithPublishAsyncMaxPending(maxPendingOutcomes),
+		jetstream.WithPublishAsyncTimeout(publishTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	w := &Worker{
 		cfg:       cfg,
 		js:        js,
+		pub:       pub,
 		logger:    logger.With("worker", cfg.ID),
 		providers: make(map[string]*provider.Provider, len(providers)),
 		stopDone:  make(chan struct{}),
