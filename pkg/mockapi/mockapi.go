@@ -1,12 +1,13 @@
 package mockapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,81 +23,68 @@ const DefaultIdempotencyHeader = "Idempotency-Key"
 // is left to net/http, which closes the connection.
 const maxDrain = 1 << 20
 
-// Config shapes the fake API. The zero value answers 200 at once.
-type Config struct {
-	// LatencyMin and LatencyMax bound the uniform random delay before each
-	// answer. LatencyMax zero means exactly LatencyMin.
-	LatencyMin, LatencyMax time.Duration
-	// ErrorRate is the share of requests, from 0 to 1, answered 503 with
-	// Retry-After: 1 instead of 200. /status/ paths ignore it.
-	ErrorRate float64
-	// Seed makes latencies and errors reproducible: the n-th request gets
-	// the same draw in every run with the same seed. Zero is a seed too.
-	Seed int64
-	// IdempotencyHeader names the header whose values are counted per key.
-	// Default DefaultIdempotencyHeader.
-	IdempotencyHeader string
-}
-
-// Validate names the first bad field.
-func (c Config) Validate() error {
-	switch {
-	case c.LatencyMin < 0:
-		return fmt.Errorf("LatencyMin: %s must not be negative", c.LatencyMin)
-	case c.LatencyMax < 0:
-		return fmt.Errorf("LatencyMax: %s must not be negative", c.LatencyMax)
-	case c.LatencyMax != 0 && c.LatencyMax < c.LatencyMin:
-		return fmt.Errorf("LatencyMax: %s is below LatencyMin (%s)", c.LatencyMax, c.LatencyMin)
-	case math.IsNaN(c.ErrorRate) || c.ErrorRate < 0 || c.ErrorRate > 1:
-		return fmt.Errorf("ErrorRate: %v must be between 0 and 1", c.ErrorRate)
-	}
-	return nil
-}
-
 // Stats is a snapshot of the counters. Requests to GET /_stats are not
 // counted. Once no request is in flight,
 // Requests = sum(ByStatus) + Canceled.
 type Stats struct {
-	// Requests received.
+	// Requests received, refused by the rate limit or not.
 	Requests int64 `json:"requests"`
 	// ByStatus counts answers sent, by HTTP status code.
 	ByStatus map[int]int64 `json:"by_status"`
 	// Canceled counts requests whose client went away before the answer.
 	Canceled int64 `json:"canceled"`
-	// InFlight is how many requests are being handled now.
+	// Throttled counts requests the rate limit refused with 429. They are
+	// in ByStatus too, but not in InFlight, Keys or Duplicates: the
+	// provider never worked on them.
+	Throttled int64 `json:"throttled"`
+	// InFlight is how many admitted requests are being handled now.
 	InFlight int64 `json:"in_flight"`
-	// PeakInFlight is the most requests handled at once.
+	// PeakInFlight is the most admitted requests handled at once.
 	PeakInFlight int64 `json:"peak_in_flight"`
-	// Keys counts distinct idempotency keys seen.
+	// MaxPerSecond is the most requests received in any one-second
+	// sliding window (to 10 ms): what the clients sent at their busiest.
+	MaxPerSecond int64 `json:"max_per_second"`
+	// MaxAdmittedPerSecond is the same for requests the rate limit let
+	// through: what got past the limit at its busiest.
+	MaxAdmittedPerSecond int64 `json:"max_admitted_per_second"`
+	// Keys counts distinct idempotency keys among admitted requests.
 	Keys int `json:"keys"`
-	// Duplicates counts idempotency keys seen more than once.
+	// Duplicates counts idempotency keys admitted more than once.
 	Duplicates int `json:"duplicates"`
 }
 
 // Server is the fake API; it is an http.Handler safe for any number of
-// concurrent requests.
+// concurrent requests. The hot path takes no lock shared by all requests
+// but the per-second window's: counters are atomics, the rate limit is one
+// compare-and-swap, idempotency keys live in sharded maps.
 type Server struct {
-	min, span  time.Duration
-	errorRate  float64
-	seed       uint64
-	idemHeader string
+	min, span          time.Duration
+	tailMin, tailSpan  time.Duration
+	tailRate           float64
+	errorRate          float64
+	seed               uint64
+	idemHeader         string    // canonical, to index the header map directly
+	limit              *limiter  // nil without RateLimit
+	mode               LimitMode // "" without RateLimit
+	retryAfter         []string  // fixed Retry-After of a 429; nil to compute it
+	limitValue, policy []string  // X-RateLimit-Limit and RateLimit-Policy
+	// now reads the monotonic clock, in nanoseconds since the server (or
+	// its Multi) started; tests replace it.
+	now func() int64
 
 	// seq numbers requests for the random draws; unlike requests, Reset
 	// leaves it alone so a reset does not replay the same draws.
-	seq      atomic.Uint64
-	requests atomic.Int64
-	canceled atomic.Int64
-	inFlight atomic.Int64
-	peak     atomic.Int64
+	seq       atomic.Uint64
+	requests  atomic.Int64
+	canceled  atomic.Int64
+	throttled atomic.Int64
 	// byStatus is indexed by status code: a fixed array of atomics keeps
 	// the hot path free of locks.
 	byStatus [600]atomic.Int64
-
-	// Per-key counts need a map; one short critical section per request
-	// is cheap next to the HTTP work around it.
-	mu   sync.Mutex
-	keys map[string]int
-	dups int
+	own      meter
+	// shared, in a Multi, measures all providers together; nil otherwise.
+	shared *meter
+	keys   *keySet
 
 	// started, when set (by tests, before serving), is called once a
 	// request is counted in flight, before it waits.
@@ -110,38 +98,55 @@ func New(cfg Config) *Server {
 	if err := cfg.Validate(); err != nil {
 		panic("mockapi: " + err.Error())
 	}
+	return newServer(cfg, monotonic(), nil)
+}
+
+// monotonic returns a clock reading nanoseconds since it was made.
+func monotonic() func() int64 {
+	start := time.Now()
+	return func() int64 { return int64(time.Since(start)) }
+}
+
+// newServer returns a Server for a valid cfg, reading now and measuring
+// into shared too when it is not nil.
+func newServer(cfg Config, now func() int64, shared *meter) *Server {
 	s := &Server{
 		min:        cfg.LatencyMin,
+		tailMin:    cfg.latencyTop(),
+		tailRate:   cfg.TailRate,
 		errorRate:  cfg.ErrorRate,
 		seed:       uint64(cfg.Seed),
-		idemHeader: cfg.IdempotencyHeader,
-		keys:       make(map[string]int),
+		idemHeader: textproto.CanonicalMIMEHeaderKey(cmp.Or(cfg.IdempotencyHeader, DefaultIdempotencyHeader)),
+		now:        now,
+		shared:     shared,
+		keys:       newKeySet(),
 	}
 	if cfg.LatencyMax > cfg.LatencyMin {
 		s.span = cfg.LatencyMax - cfg.LatencyMin
 	}
-	if s.idemHeader == "" {
-		s.idemHeader = DefaultIdempotencyHeader
+	if cfg.TailLatency > s.tailMin {
+		s.tailSpan = cfg.TailLatency - s.tailMin
+	}
+	if cfg.RateLimit > 0 {
+		burst := cfg.burst()
+		s.limit = newLimiter(cfg.RateLimit, burst)
+		s.mode = cmp.Or(cfg.LimitMode, LimitRetryAfter)
+		if cfg.RetryAfter > 0 {
+			s.retryAfter = []string{strconv.FormatInt(ceilSeconds(cfg.RetryAfter), 10)}
+		}
+		rate := strconv.FormatFloat(cfg.RateLimit, 'f', -1, 64)
+		s.limitValue = []string{rate}
+		s.policy = []string{`"default";q=` + rate + `;w=1`}
 	}
 	return s
 }
 
-// echo is the body of every answer: enough for a test to see what arrived.
-type echo struct {
-	// N is the request's number, counting from 1 (since New or Reset).
-	N      int64  `json:"n"`
-	Status int    `json:"status"`
-	Method string `json:"method"`
-	// Path and Query are as sent, still percent-encoded.
-	Path           string `json:"path"`
-	Query          string `json:"query,omitempty"`
-	IdempotencyKey string `json:"idempotency_key,omitempty"`
-	// Calls is how many requests carried this idempotency key, this one
-	// included.
-	Calls     int    `json:"calls,omitempty"`
-	BodyBytes int64  `json:"body_bytes"`
-	Error     string `json:"error,omitempty"`
-}
+// Header values the server sends on many answers. They are shared by every
+// answer and never modified.
+var (
+	contentTypeJSON = []string{"application/json"}
+	retryAfterOne   = []string{"1"}
+)
 
 // ServeHTTP answers one request; see the package documentation.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -149,25 +154,50 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
 		return
 	}
+	s.serve(w, r, r.URL.Path)
+}
 
+// serve answers a request for path, which is r.URL.Path without the
+// provider prefix in a Multi.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, path string) {
+	now := s.now()
 	e := echo{
-		N:      s.requests.Add(1),
-		Method: r.Method,
-		Path:   r.URL.EscapedPath(),
-		Query:  r.URL.RawQuery,
+		N:              s.requests.Add(1),
+		Method:         r.Method,
+		Path:           r.URL.EscapedPath(),
+		Query:          r.URL.RawQuery,
+		IdempotencyKey: firstValue(r.Header, s.idemHeader),
 	}
-	if key := r.Header.Get(s.idemHeader); key != "" {
-		e.IdempotencyKey = key
-		e.Calls = s.countKey(key)
+	admitted, wait := true, time.Duration(0)
+	if s.limit != nil {
+		admitted, wait = s.limit.take(now)
 	}
-	s.enter()
-	defer s.inFlight.Add(-1)
+	s.own.win.add(now, admitted)
+	if s.shared != nil {
+		s.shared.win.add(now, admitted)
+	}
+	if !admitted {
+		s.throttle(w, &e, now, wait)
+		return
+	}
+
+	if e.IdempotencyKey != "" {
+		e.Calls = s.keys.add(e.IdempotencyKey)
+	}
+	s.own.enter()
+	defer s.own.leave()
+	if s.shared != nil {
+		s.shared.enter()
+		defer s.shared.leave()
+	}
 	if s.started != nil {
 		s.started()
 	}
 
 	// Read the request as a real API would before answering.
-	e.BodyBytes, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxDrain))
+	if r.Body != nil && r.Body != http.NoBody {
+		e.BodyBytes = drain(r.Body)
+	}
 
 	latency, fail := s.draw(s.seq.Add(1))
 	if !sleep(r.Context(), latency) {
@@ -176,7 +206,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	e.Status = http.StatusOK
-	if code, ok := strings.CutPrefix(r.URL.Path, "/status/"); ok {
+	if code, ok := strings.CutPrefix(path, "/status/"); ok {
 		n, err := strconv.Atoi(code)
 		if err != nil || n < 200 || n > 599 {
 			e.Status, e.Error = http.StatusBadRequest, fmt.Sprintf("/status/%s: want a code from 200 to 599", code)
@@ -186,22 +216,116 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if fail {
 		e.Status, e.Error = http.StatusServiceUnavailable, "simulated outage"
 	}
+	h := w.Header()
 	if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+		h["Retry-After"] = retryAfterOne
+	}
+	if s.mode == LimitHeaders {
+		s.setLimitHeaders(h, s.now())
 	}
 	s.byStatus[e.Status].Add(1)
-	writeJSON(w, e.Status, e)
+	writeEcho(w, &e)
+}
+
+// throttle answers a request the rate limit refused, at once and as
+// Config.LimitMode says; wait is how long until a token is free.
+func (s *Server) throttle(w http.ResponseWriter, e *echo, now int64, wait time.Duration) {
+	s.throttled.Add(1)
+	s.byStatus[http.StatusTooManyRequests].Add(1)
+	if s.mode == LimitSilent {
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	h := w.Header()
+	if s.retryAfter != nil {
+		h["Retry-After"] = s.retryAfter
+	} else {
+		h["Retry-After"] = []string{strconv.FormatInt(ceilSeconds(wait), 10)}
+	}
+	if s.mode == LimitHeaders {
+		s.setLimitHeaders(h, now)
+	}
+	e.Status, e.Error = http.StatusTooManyRequests, "rate limited"
+	writeEcho(w, e)
+}
+
+// setLimitHeaders tells the client where it stands, in the common
+// X-RateLimit-* form and in the IETF draft's structured fields
+// (draft-ietf-httpapi-ratelimit-headers). Reset and t are the seconds until
+// the bucket is full again, rounded up.
+func (s *Server) setLimitHeaders(h http.Header, now int64) {
+	remaining, full := s.limit.state(now)
+	r := strconv.FormatInt(remaining, 10)
+	t := strconv.FormatInt(int64((full+time.Second-1)/time.Second), 10)
+	h["X-Ratelimit-Limit"] = s.limitValue
+	h["X-Ratelimit-Remaining"] = []string{r}
+	h["X-Ratelimit-Reset"] = []string{t}
+	h["Ratelimit-Policy"] = s.policy
+	h["Ratelimit"] = []string{`"default";r=` + r + `;t=` + t}
+}
+
+// firstValue is h.Get for a key already in canonical form, which saves
+// canonicalizing it on every request.
+func firstValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// drain reads and counts up to maxDrain bytes of body.
+func drain(body io.Reader) int64 {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := (*bp)[:cap(*bp)]
+	var n int64
+	for n < maxDrain {
+		m, err := body.Read(buf[:min(int64(len(buf)), maxDrain-n)])
+		n += int64(m)
+		if err != nil {
+			break
+		}
+	}
+	return n
+}
+
+// writeEcho sends e as the answer.
+func writeEcho(w http.ResponseWriter, e *echo) {
+	w.Header()["Content-Type"] = contentTypeJSON
+	w.WriteHeader(e.Status)
+	if !bodyAllowed(e.Status) {
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := e.appendJSON((*bp)[:0])
+	// The client may be gone; there is no one to tell.
+	_, _ = w.Write(b)
+	// A long path may have grown the buffer; keep it unless it is huge.
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+	}
+	bufPool.Put(bp)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(status)
-	if status == http.StatusNoContent || status == http.StatusNotModified {
-		return // these may not carry a body
+	if !bodyAllowed(status) {
+		return
 	}
 	// The client may be gone; there is no one to tell.
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// bodyAllowed reports whether an answer with status may carry a body.
+func bodyAllowed(status int) bool {
+	return status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// timerPool recycles the latency timers: at thousands of requests a second
+// each would otherwise be garbage. Since Go 1.23 a stopped timer's channel
+// holds no stale tick, so a pooled timer is safe to Reset.
+var timerPool sync.Pool
 
 // sleep waits d and reports whether it did, or returns false as soon as ctx
 // is done: a handler must not keep a goroutine and timer for a client that
@@ -210,7 +334,13 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(d)
+	t, _ := timerPool.Get().(*time.Timer)
+	if t == nil {
+		t = time.NewTimer(d)
+	} else {
+		t.Reset(d)
+	}
+	defer timerPool.Put(t)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -220,28 +350,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (s *Server) enter() {
-	n := s.inFlight.Add(1)
-	for {
-		p := s.peak.Load()
-		if n <= p || s.peak.CompareAndSwap(p, n) {
-			return
-		}
-	}
-}
+// tailSalt sets the tail's draws apart from the latency and error draws,
+// which keep the sequence they had before tails existed.
+const tailSalt = 0x5851f42d4c957f2d
 
-func (s *Server) countKey(key string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := s.keys[key] + 1
-	s.keys[key] = n
-	if n == 2 {
-		s.dups++
-	}
-	return n
-}
-
-// draw returns request seq's latency and whether it fails. Deriving both
+// draw returns request seq's latency and whether it fails. Deriving them
 // from (seed, seq) with a stateless mixer keeps them reproducible and needs
 // no lock on a shared random source.
 func (s *Server) draw(seq uint64) (time.Duration, bool) {
@@ -249,10 +362,20 @@ func (s *Server) draw(seq uint64) (time.Duration, bool) {
 	if s.span > 0 {
 		latency += time.Duration(splitmix64(s.seed, 2*seq) % uint64(s.span+1))
 	}
-	// The top 53 bits as a float in [0, 1): ErrorRate 1 always fails, 0 never.
-	u := float64(splitmix64(s.seed, 2*seq+1)>>11) / (1 << 53)
-	return latency, u < s.errorRate
+	fail := unit(splitmix64(s.seed, 2*seq+1)) < s.errorRate
+	if s.tailRate > 0 {
+		// Below tailRate, u/tailRate is itself uniform in [0, 1): one draw
+		// both picks the tail and places the request in it.
+		if u := unit(splitmix64(s.seed^tailSalt, seq)); u < s.tailRate {
+			latency = s.tailMin + time.Duration(u/s.tailRate*float64(s.tailSpan))
+		}
+	}
+	return latency, fail
 }
+
+// unit maps x to a float in [0, 1) by its top 53 bits: a share of 1 always
+// hits, 0 never.
+func unit(x uint64) float64 { return float64(x>>11) / (1 << 53) }
 
 // splitmix64 returns the i-th output of the SplitMix64 generator seeded
 // with seed.
@@ -263,54 +386,52 @@ func splitmix64(seed, i uint64) uint64 {
 	return z ^ (z >> 31)
 }
 
-// Calls reports how many requests carried the idempotency key key.
-func (s *Server) Calls(key string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.keys[key]
-}
+// Calls reports how many admitted requests carried the idempotency key key.
+func (s *Server) Calls(key string) int { return s.keys.calls(key) }
 
-// Duplicates reports how many idempotency keys were seen more than once:
-// with an idempotent caller and no failures it stays 0.
+// Duplicates reports how many idempotency keys were admitted more than
+// once: with an idempotent caller and no failures it stays 0.
 func (s *Server) Duplicates() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dups
+	_, dups := s.keys.counts()
+	return dups
 }
 
 // Stats returns a snapshot of the counters. Each counter is read
-// atomically, but not all of them at one instant.
+// atomically, but not all of them at one instant. It is cheap enough to
+// poll every second during a long run: it copies no keys.
 func (s *Server) Stats() Stats {
 	st := Stats{
 		Requests:     s.requests.Load(),
 		ByStatus:     make(map[int]int64),
 		Canceled:     s.canceled.Load(),
-		InFlight:     s.inFlight.Load(),
-		PeakInFlight: s.peak.Load(),
+		Throttled:    s.throttled.Load(),
+		InFlight:     s.own.inFlight.Load(),
+		PeakInFlight: s.own.peak.Load(),
 	}
 	for code := range s.byStatus {
 		if n := s.byStatus[code].Load(); n > 0 {
 			st.ByStatus[code] = n
 		}
 	}
-	s.mu.Lock()
-	st.Keys, st.Duplicates = len(s.keys), s.dups
-	s.mu.Unlock()
+	st.MaxPerSecond, st.MaxAdmittedPerSecond = s.own.win.maxima()
+	st.Keys, st.Duplicates = s.keys.counts()
 	return st
 }
 
-// Reset zeroes the counters and forgets the keys, for example between the
-// phases of a load test. Requests in flight stay counted in InFlight, and
-// PeakInFlight restarts from them; for exact numbers, reset while idle.
+// Reset zeroes the counters, forgets the keys and fills the rate-limit
+// bucket, for example between the phases of a load test. Requests in
+// flight stay counted in InFlight, and PeakInFlight restarts from them; for
+// exact numbers, reset while idle.
 func (s *Server) Reset() {
-	s.mu.Lock()
-	s.keys = make(map[string]int)
-	s.dups = 0
-	s.mu.Unlock()
+	s.keys.reset()
 	s.requests.Store(0)
 	s.canceled.Store(0)
+	s.throttled.Store(0)
 	for code := range s.byStatus {
 		s.byStatus[code].Store(0)
 	}
-	s.peak.Store(s.inFlight.Load())
+	s.own.reset()
+	if s.limit != nil {
+		s.limit.reset()
+	}
 }

@@ -20,10 +20,20 @@ import (
 func setup(t *testing.T, cfg Config) (*Server, *httptest.Server) {
 	t.Helper()
 	s := New(cfg)
-	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
-	return s, ts
+	return s, serve(t, s)
 }
+
+// serve serves h on a local port, closed at cleanup.
+func serve(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// frozen is a clock that stands still, for tests that count requests per
+// second and must not depend on how fast the machine sends them.
+func frozen() int64 { return 0 }
 
 type answer struct {
 	status int
@@ -76,6 +86,22 @@ func TestConfigValidate(t *testing.T) {
 		{"error rate above 1", Config{ErrorRate: 1.5}, true, "ErrorRate"},
 		{"error rate negative", Config{ErrorRate: -0.1}, true, "ErrorRate"},
 		{"error rate NaN", Config{ErrorRate: math.NaN()}, true, "ErrorRate"},
+		{"tail", Config{LatencyMax: time.Second, TailRate: 0.01, TailLatency: 10 * time.Second}, false, ""},
+		{"tail at max", Config{LatencyMin: time.Second, TailRate: 1, TailLatency: time.Second}, false, ""},
+		{"tail latency unused", Config{TailLatency: time.Second}, false, ""},
+		{"tail rate above 1", Config{TailRate: 1.1, TailLatency: time.Second}, true, "TailRate"},
+		{"tail rate NaN", Config{TailRate: math.NaN(), TailLatency: time.Second}, true, "TailRate"},
+		{"tail latency negative", Config{TailLatency: -1}, true, "TailLatency"},
+		{"tail latency missing", Config{LatencyMax: time.Second, TailRate: 0.1}, true, "TailLatency"},
+		{"tail below min", Config{LatencyMin: 2 * time.Second, TailRate: 0.1, TailLatency: time.Second}, true, "TailLatency"},
+		{"rate limit", Config{RateLimit: 50, Burst: 5, LimitMode: LimitHeaders, RetryAfter: time.Second}, false, ""},
+		{"rate limit fraction", Config{RateLimit: 0.5, LimitMode: LimitSilent}, false, ""},
+		{"rate limit negative", Config{RateLimit: -1}, true, "RateLimit"},
+		{"rate limit NaN", Config{RateLimit: math.NaN()}, true, "RateLimit"},
+		{"rate limit infinite", Config{RateLimit: math.Inf(1)}, true, "RateLimit"},
+		{"burst negative", Config{RateLimit: 1, Burst: -1}, true, "Burst"},
+		{"limit mode unknown", Config{RateLimit: 1, LimitMode: "loud"}, true, "LimitMode"},
+		{"retry after negative", Config{RateLimit: 1, RetryAfter: -time.Second}, true, "RetryAfter"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,6 +169,63 @@ func TestDrawLatency(t *testing.T) {
 				t.Errorf("draws in [%s, %s] do not cover [%s, %s]", gotMin, gotMax, tt.lo, tt.hi)
 			}
 		})
+	}
+}
+
+// TestDrawTail checks that a TailRate share of requests waits in
+// [LatencyMax, TailLatency] and the rest in [LatencyMin, LatencyMax].
+func TestDrawTail(t *testing.T) {
+	t.Parallel()
+	const (
+		lo, hi, tail = 10 * time.Millisecond, 20 * time.Millisecond, 10 * time.Second
+		rate, n      = 0.1, 50000
+	)
+	s := New(Config{LatencyMin: lo, LatencyMax: hi, TailRate: rate, TailLatency: tail, ErrorRate: 0.5, Seed: 9})
+	tailMin, tailMax, tails, fails := time.Duration(math.MaxInt64), time.Duration(0), 0, 0
+	for seq := range uint64(n) {
+		d, fail := s.draw(seq)
+		if fail {
+			fails++
+		}
+		switch {
+		case d > hi && d <= tail:
+			tails++
+			tailMin, tailMax = min(tailMin, d), max(tailMax, d)
+		case d < lo || d > tail:
+			t.Fatalf("seq %d: latency %s outside [%s, %s]", seq, d, lo, tail)
+		}
+	}
+	// Deterministic for the seed; the tolerances are far outside what a
+	// fair draw would miss by.
+	if got := float64(tails) / n; math.Abs(got-rate) > 0.01 {
+		t.Errorf("tail share %.4f, want %.2f", got, rate)
+	}
+	if slack := (tail - hi) / 100; tailMin > hi+slack || tailMax < tail-slack {
+		t.Errorf("tail draws in [%s, %s] do not cover [%s, %s]", tailMin, tailMax, hi, tail)
+	}
+	// The tail has its own draws: the error share stays what it was.
+	if got := float64(fails) / n; math.Abs(got-0.5) > 0.02 {
+		t.Errorf("failed share %.4f with a tail, want 0.5", got)
+	}
+	// Without a tail, the same seed draws the same ordinary latencies.
+	plain := New(Config{LatencyMin: lo, LatencyMax: hi, ErrorRate: 0.5, Seed: 9})
+	for seq := range uint64(1000) {
+		d, fail := s.draw(seq)
+		pd, pfail := plain.draw(seq)
+		if fail != pfail || d <= hi && d != pd {
+			t.Fatalf("seq %d: (%s, %v) with a tail, (%s, %v) without", seq, d, fail, pd, pfail)
+		}
+	}
+}
+
+// TestDrawTailAtMax: with LatencyMax zero the tail starts at LatencyMin.
+func TestDrawTailAtMax(t *testing.T) {
+	t.Parallel()
+	s := New(Config{LatencyMin: time.Second, TailRate: 1, TailLatency: 3 * time.Second})
+	for seq := range uint64(1000) {
+		if d, _ := s.draw(seq); d < time.Second || d > 3*time.Second {
+			t.Fatalf("seq %d: latency %s outside [1s, 3s]", seq, d)
+		}
 	}
 }
 
@@ -259,7 +342,9 @@ func TestEcho(t *testing.T) {
 
 func TestStatsAndDuplicates(t *testing.T) {
 	t.Parallel()
-	s, ts := setup(t, Config{})
+	s := New(Config{})
+	s.now = frozen
+	ts := serve(t, s)
 	for _, key := range []string{"a", "b", "a", "c", "", "a", "c", ""} {
 		call(t, "POST", ts.URL+"/v1/x", key, "")
 	}
@@ -275,7 +360,7 @@ func TestStatsAndDuplicates(t *testing.T) {
 	}
 	want := Stats{
 		Requests: 9, ByStatus: map[int]int64{200: 8, 500: 1},
-		InFlight: 0, PeakInFlight: 1, Keys: 4, Duplicates: 2,
+		InFlight: 0, PeakInFlight: 1, MaxPerSecond: 9, MaxAdmittedPerSecond: 9, Keys: 4, Duplicates: 2,
 	}
 	checkStats(t, s.Stats(), want)
 
@@ -364,7 +449,7 @@ func TestClientGoneReturnsPromptly(t *testing.T) {
 	case <-time.After(10 * time.Second): // a deadline for a hang, not a wait for the event
 		t.Fatal("the handler still waits after its client went away")
 	}
-	checkStats(t, s.Stats(), Stats{Requests: 1, ByStatus: map[int]int64{}, Canceled: 1, PeakInFlight: 1})
+	checkStats(t, s.Stats(), Stats{Requests: 1, ByStatus: map[int]int64{}, Canceled: 1, PeakInFlight: 1, MaxPerSecond: 1, MaxAdmittedPerSecond: 1})
 }
 
 // TestManyConcurrent holds 5,000 requests in flight at once. It calls
