@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // Version is the envelope version this package reads and writes.
@@ -89,13 +90,16 @@ func (q *Query) UnmarshalJSON(data []byte) error {
 // version other than 1 are errors. It does not validate the fields; call
 // Validate for that.
 func Decode(data []byte) (*Job, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
+	// goccy/go-json decodes the same JSON into the same struct as
+	// encoding/json at a fraction of the cost; every worker decodes every
+	// job, so it shows in profiles.
+	dec := gojson.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var j Job
 	if err := dec.Decode(&j); err != nil {
 		return nil, &FieldError{Field: "envelope", Reason: "not a v1 job: " + err.Error()}
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 {
 		return nil, &FieldError{Field: "envelope", Reason: "trailing data after the JSON object"}
 	}
 	if j.V != Version {

@@ -309,6 +309,8 @@ func TestDecode(t *testing.T) {
 		{"unknown request field", withRequest(`{"path":"/x","url":"http://evil"}`), nil, true, "envelope"},
 		{"trailing object", good + `{}`, nil, true, "envelope"},
 		{"trailing garbage", good + `x`, nil, true, "envelope"},
+		{"trailing brace", good + `}`, nil, true, "envelope"},
+		{"trailing bracket", good + `]`, nil, true, "envelope"},
 		{"two jobs", good + good, nil, true, "envelope"},
 		{"v=2", strings.Replace(good, `"v":1`, `"v":2`, 1), nil, true, "v"},
 		{"v missing", strings.Replace(good, `"v":1,`, ``, 1), nil, true, "v"},

@@ -2,13 +2,13 @@ package recorder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
@@ -150,7 +150,7 @@ func (r *Recorder) commit(ctx context.Context, msgs []jetstream.Msg) {
 	keep := msgs[:0]
 	for _, m := range msgs {
 		var res job.Result
-		if err := json.Unmarshal(m.Data(), &res); err != nil || !job.ValidID(res.JobID) || !res.Status.Valid() || res.Attempt < 0 {
+		if err := gojson.Unmarshal(m.Data(), &res); err != nil || !job.ValidID(res.JobID) || !res.Status.Valid() || res.Attempt < 0 {
 			r.logger.Error("unreadable result dropped", "subject", m.Subject(), "err", err)
 			_ = m.TermWithReason("unreadable result")
 			continue

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	gojson "github.com/goccy/go-json"
+
 	"github.com/switchyard-io/switchyard/pkg/job"
 
 	// Pure Go, so the recorder builds with CGO_ENABLED=0.
@@ -209,7 +211,7 @@ func (s *SQLite) Record(ctx context.Context, results []job.Result) error {
 		r := &results[i]
 		var resp any
 		if r.Response != nil {
-			b, err := json.Marshal(r.Response)
+			b, err := gojson.Marshal(r.Response)
 			if err != nil {
 				return fmt.Errorf("record job %s attempt %d: encode response: %w", r.JobID, r.Attempt, err)
 			}
