@@ -130,8 +130,9 @@ func (l *lane) fetch(workCtx context.Context, n int, wait time.Duration) (int, e
 	for msg := range batch.Messages() {
 		got++
 		l.w.calls.Go(func() {
-			defer l.slots.release(l.lane, 1)
-			l.w.process(workCtx, l, msg)
+			c := &call{lane: l}
+			defer c.done()
+			l.w.process(workCtx, c, msg)
 		})
 	}
 	err = batch.Error()
@@ -139,4 +140,23 @@ func (l *lane) fetch(workCtx context.Context, n int, wait time.Duration) (int, e
 		err = nil // an empty lane, or a fetch cut short by Stop
 	}
 	return got, err
+}
+
+// call is one message taken from a lane. It holds one of the provider's
+// slots until done: a slot bounds calls in flight at the provider, so it is
+// given back as soon as the call returns, while the outcome is still being
+// stored. Storing is bounded on its own (see Worker.settling), so a slow
+// NATS server holds back fetching without idling the provider's slots.
+type call struct {
+	lane     *lane
+	released bool
+}
+
+// done gives the slot back; later calls do nothing. Only the goroutine
+// running the message calls it.
+func (c *call) done() {
+	if !c.released {
+		c.released = true
+		c.lane.slots.release(c.lane.lane, 1)
+	}
 }

@@ -21,7 +21,8 @@ const publishTimeout = 5 * time.Second
 
 // process runs one delivery of a job to its end: an outcome stored, then the
 // message settled. ctx is cancelled only when Stop's grace is over.
-func (w *Worker) process(ctx context.Context, l *lane, msg jetstream.Msg) {
+func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
+	l := c.lane
 	meta, err := msg.Metadata()
 	if err != nil { // not a JetStream message; cannot happen on a pull consumer
 		w.logger.Error("message without metadata", "subject", msg.Subject(), "err", err)
@@ -69,6 +70,11 @@ func (w *Worker) process(ctx context.Context, l *lane, msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
+	// The provider is done with this call: free its slot for the next one
+	// once storing the outcome has a place.
+	w.settling <- struct{}{}
+	defer func() { <-w.settling }()
+	c.done()
 	out := decide(w.newResult(d, started, finished), reply, callErr, d.attempt, maxAttempts, l.provider.RetryDelay)
 	if out.action == actionTerm {
 		out.dead = newDeadLetter(out.result, msg, w.cfg.ID)

@@ -24,9 +24,12 @@ const maxPendingOutcomes = 8192
 // Worker runs the jobs of its providers. Create it with New, run it with
 // Start, and end it with Stop.
 type Worker struct {
-	cfg       Config
-	js        jetstream.JetStream
-	pub       jetstream.JetStream // publishes outcomes; see publish
+	cfg Config
+	js  jetstream.JetStream
+	pub jetstream.JetStream // publishes outcomes; see publish
+	// settling bounds the calls that have returned and whose outcomes are
+	// being stored; see call.
+	settling  chan struct{}
 	logger    *slog.Logger
 	providers map[string]*provider.Provider
 	lanes     []*lane
@@ -65,6 +68,7 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		cfg:       cfg,
 		js:        js,
 		pub:       pub,
+		settling:  make(chan struct{}, maxPendingOutcomes),
 		logger:    logger.With("worker", cfg.ID),
 		providers: make(map[string]*provider.Provider, len(providers)),
 		stopDone:  make(chan struct{}),
