@@ -15,6 +15,10 @@ type Config struct {
 	ID string `koanf:"id"`
 	// MaxBatch caps one fetch. Default 256.
 	MaxBatch int `koanf:"max_batch"`
+	// MaxPulls is how many fetches each lane keeps outstanding while it has
+	// a backlog, so the server fills one while the worker starts the calls
+	// of another. An idle lane keeps one. Default 4.
+	MaxPulls int `koanf:"max_pulls"`
 	// FetchMaxWait is how long one fetch waits for messages when a lane is
 	// empty. Default 2s.
 	FetchMaxWait time.Duration `koanf:"fetch_max_wait"`
@@ -39,6 +43,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 256
 	}
+	if c.MaxPulls == 0 {
+		c.MaxPulls = 4
+	}
 	if c.FetchMaxWait == 0 {
 		c.FetchMaxWait = 2 * time.Second
 	}
@@ -56,6 +63,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxBatch < 1 || c.MaxBatch > 10000:
 		return fmt.Errorf("max_batch: %d must be between 1 and 10000", c.MaxBatch)
+	case c.MaxPulls < 1 || c.MaxPulls > 64:
+		return fmt.Errorf("max_pulls: %d must be between 1 and 64", c.MaxPulls)
 	case c.FetchMaxWait < 100*time.Millisecond:
 		return fmt.Errorf("fetch_max_wait: %s must be at least 100ms", c.FetchMaxWait)
 	case c.ShutdownGrace < 0:

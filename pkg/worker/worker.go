@@ -82,7 +82,7 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		pc := p.Config()
 		s := newSlots(pc.Concurrency, pc.LiveReserve)
 		for _, l := range job.Lanes {
-			w.lanes = append(w.lanes, &lane{w: w, provider: p, lane: l, slots: s})
+			w.lanes = append(w.lanes, newLane(w, p, l, s))
 		}
 	}
 	w.unrouted = &unroutedSweeper{w: w}
@@ -110,7 +110,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	w.stopFetch, w.stopWork = stopFetch, stopWork
 	for _, l := range w.lanes {
-		w.loops.Go(func() { l.run(fetchCtx, workCtx) })
+		for puller := range w.cfg.MaxPulls {
+			w.loops.Go(func() { l.run(fetchCtx, workCtx, puller) })
+		}
 	}
 	w.loops.Go(func() { w.unrouted.run(fetchCtx) })
 	w.started = true
