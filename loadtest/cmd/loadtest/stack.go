@@ -264,10 +264,19 @@ func startStack(ctx context.Context, sc *Scenario, o stackOptions, logger *slog.
 		if err != nil {
 			return st, err
 		}
-		st.nats, err = startProcess("nats-server", bin(binNATS), []string{
+		natsArgs := []string{
 			"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(monitor),
 			"-sd", filepath.Join(o.dataDir, "nats"),
-		}, o.logDir, nil)
+		}
+		if sc.Profile > 0 {
+			prof, err := freePort()
+			if err != nil {
+				return st, err
+			}
+			natsArgs = append(natsArgs, "--profile", strconv.Itoa(prof))
+			st.pprof["nats-server"] = "http://127.0.0.1:" + strconv.Itoa(prof)
+		}
+		st.nats, err = startProcess("nats-server", bin(binNATS), natsArgs, o.logDir, nil)
 		if err != nil {
 			return st, err
 		}
