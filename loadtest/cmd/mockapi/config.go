@@ -25,12 +25,24 @@ import (
 type options struct {
 	listen        string
 	shutdownGrace time.Duration
+	// server is serverLean or serverNetHTTP.
+	server string
 	// def serves every provider not in per.
 	def mockapi.Config
 	// per holds the providers of the file's providers section, each the
 	// default section overridden by its own keys.
 	per map[string]mockapi.Config
 }
+
+// The HTTP servers --server chooses from.
+const (
+	// serverLean is mockapi.LeanServer: a fraction of net/http's CPU per
+	// request, which a load test leaves to the system it measures.
+	serverLean = "lean"
+	// serverNetHTTP is net/http's server, for comparison, or for a client
+	// that needs more of HTTP than the lean server speaks.
+	serverNetHTTP = "net/http"
+)
 
 // The default section's defaults: the latency of the APIs that motivated
 // Switchyard.
@@ -52,6 +64,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	o := options{}
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "`address` to listen on; port 0 picks a free one")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 2*time.Second, "how long requests in flight may finish at shutdown")
+	fs.StringVar(&o.server, "server", serverLean, "HTTP server: "+serverLean+" (mockapi.LeanServer, least CPU) or "+serverNetHTTP)
 	configFile := fs.String("config", "", "YAML config `file` with default: and providers: sections")
 	// keys maps each flag below to its key in the default section.
 	keys := map[string]string{}
@@ -75,6 +88,9 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q: every setting is a flag", fs.Arg(0))
+	}
+	if o.server != serverLean && o.server != serverNetHTTP {
+		return o, fmt.Errorf("--server: %q must be %s or %s", o.server, serverLean, serverNetHTTP)
 	}
 
 	k := koanf.New(".")

@@ -23,6 +23,11 @@
 //	    tail_rate: 0.01
 //	    tail_latency: 10s
 //
+// It serves with mockapi.LeanServer, a minimal HTTP/1.1 server that spends
+// a fraction of net/http's CPU per request, so that the mock takes less from
+// the system a load test measures on the same machine; --server net/http
+// serves with net/http's server instead.
+//
 // Once it listens it prints one line to stdout, the base URL (for example
 // http://127.0.0.1:41234), so a parent process can read the port; provider
 // acme's base_url is that URL + "/acme". Logs go to stderr. GET /stats
@@ -83,7 +88,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	srv := newHTTPServer(m, logger)
+	var srv server
+	if opts.server == serverNetHTTP {
+		srv = newHTTPServer(m, logger)
+	} else {
+		srv = mockapi.NewLeanServer(m, logger)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -92,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = srv.Close()
 		return fmt.Errorf("print the URL: %w", err)
 	}
-	logger.Info("serving", "url", url, "default", fmt.Sprintf("%+v", opts.def), "providers", slices.Sorted(maps.Keys(opts.per)))
+	logger.Info("serving", "url", url, "server", opts.server, "default", fmt.Sprintf("%+v", opts.def), "providers", slices.Sorted(maps.Keys(opts.per)))
 
 	select {
 	case err := <-served:
@@ -113,6 +123,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger.Info("stopped", "requests", st.Requests, "throttled", st.Throttled, "canceled", st.Canceled,
 		"peak_in_flight", st.PeakInFlight, "max_per_second", st.MaxPerSecond, "duplicates", st.Duplicates)
 	return nil
+}
+
+// server is what run needs of an HTTP server; *http.Server and
+// *mockapi.LeanServer both are one. Shutdown lets requests in flight finish
+// until its context is done; Close cuts them.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // newHTTPServer is tuned for 10,000 and more keep-alive connections whose

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -113,9 +114,29 @@ func writeFile(t *testing.T, content string) string {
 	return path
 }
 
-// TestRun serves providers from a file and flags, then stops cleanly.
+// servers are the --server choices, each with its arguments: none for the
+// default.
+var servers = []struct {
+	name string
+	args []string
+}{
+	{"lean", nil},
+	{"net/http", []string{"--server", "net/http"}},
+}
+
+// TestRun serves providers from a file and flags, then stops cleanly, with
+// each server.
 func TestRun(t *testing.T) {
 	t.Parallel()
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			testRun(t, srv.name, srv.args)
+		})
+	}
+}
+
+func testRun(t *testing.T, server string, args []string) {
 	file := writeFile(t, `
 default:
   error_rate: 1   # the flag below overrides it
@@ -125,7 +146,7 @@ providers:
     burst: 1
     retry_after: 2s
 `)
-	p := start(t, "--listen", "127.0.0.1:0", "--latency-min", "0s", "--latency-max", "0s", "--error-rate", "0", "--config", file)
+	p := start(t, slices.Concat(args, []string{"--listen", "127.0.0.1:0", "--latency-min", "0s", "--latency-max", "0s", "--error-rate", "0", "--config", file})...)
 
 	if resp := get(t, p.url+"/free/v1/x"); resp.StatusCode != 200 {
 		t.Errorf("free: status %d, want 200 (--error-rate 0 over the file's 1)", resp.StatusCode)
@@ -156,16 +177,26 @@ providers:
 	if err := p.stop(t); err != nil {
 		t.Fatalf("run returned %v after cancel, want nil", err)
 	}
-	if logs := p.stderr.String(); !strings.Contains(logs, "msg=serving") || !strings.Contains(logs, "msg=stopped requests=3") {
+	if logs := p.stderr.String(); !strings.Contains(logs, "msg=serving") || !strings.Contains(logs, "server="+server+" ") ||
+		!strings.Contains(logs, "msg=stopped requests=3") {
 		t.Errorf("stderr:\n%s", logs)
 	}
 }
 
 // TestRunCutsHeldRequests: a request waiting out a long latency does not
-// hold up shutdown beyond the grace.
+// hold up shutdown beyond the grace, with either server.
 func TestRunCutsHeldRequests(t *testing.T) {
 	t.Parallel()
-	p := start(t, "--latency-min", "1h", "--latency-max", "1h", "--shutdown-grace", "50ms")
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			testRunCutsHeldRequests(t, srv.args)
+		})
+	}
+}
+
+func testRunCutsHeldRequests(t *testing.T, args []string) {
+	p := start(t, slices.Concat(args, []string{"--latency-min", "1h", "--latency-max", "1h", "--shutdown-grace", "50ms"})...)
 	held := make(chan error, 1)
 	go func() {
 		resp, err := http.Get(p.url + "/slow/v1/x")
@@ -223,6 +254,7 @@ func TestRunErrors(t *testing.T) {
 		{"unknown key", []string{"--config", unknownKey}, "providers.acme.rate_limt: unknown key"},
 		{"bad provider name", []string{"--config", badName}, `provider "Acme"`},
 		{"bad listen", []string{"--listen", "127.0.0.1:99999"}, "--listen:"},
+		{"bad server", []string{"--server", "nginx"}, `--server: "nginx" must be lean or net/http`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,8 +361,8 @@ providers:
 			if !reflect.DeepEqual(o.per, tt.wantPer) {
 				t.Errorf("providers %+v\nwant      %+v", o.per, tt.wantPer)
 			}
-			if o.listen != "127.0.0.1:0" {
-				t.Errorf("listen %q", o.listen)
+			if o.listen != "127.0.0.1:0" || o.server != "lean" {
+				t.Errorf("listen %q, server %q; want the defaults", o.listen, o.server)
 			}
 		})
 	}
