@@ -2,10 +2,13 @@
 //
 // For every configured provider and lane the worker binds the durable pull
 // consumer work_<provider>_<lane>, which every replica in the fleet shares,
-// and runs one fetch loop on it. A loop only asks for as many messages as it
-// can start at once (free slots of the provider), so nothing waits in a
-// local buffer while its AckWait runs, and each message runs on its own
-// goroutine, so a slow call never blocks the loop or another provider.
+// and fetches from it: one pull at a time while the lane is idle, up to
+// MaxPulls at once while it has a backlog, so the server is always filling
+// one. A fetch only asks for as many messages as it can start at once (free
+// slots of the provider), so nothing waits in a local buffer while its
+// AckWait runs, and each message runs on its own goroutine, so a slow call
+// never blocks the loop or another provider. A slot is held for the call
+// only; storing the outcome has its own bound.
 //
 // Each attempt ends in exactly one result on RESULTS (and a dead letter on
 // DLQ when the job is given up); the job is acked, naked with a delay, or
