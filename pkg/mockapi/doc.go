@@ -23,7 +23,7 @@
 // fake several providers from one process, each with its own limits and
 // counters, serve a Multi (NewMulti): /{provider}/... goes to that
 // provider's Server, and GET /stats reports them all. loadtest/cmd/mockapi
-// runs a Multi as a process, served by ServeLean: a minimal HTTP/1.1 server
+// runs a Multi as a process, served by a LeanServer: a minimal HTTP/1.1 server
 // that costs about a third less CPU per request than net/http's. It does not
 // watch a connection while a request waits, so there Stats.Canceled counts
 // only requests cut by a shutdown.

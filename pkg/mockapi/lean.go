@@ -141,27 +141,6 @@ func NewLeanServer(h http.Handler, logger *slog.Logger) *LeanServer {
 	return s
 }
 
-// ServeLean serves h on ln with a LeanServer until ctx is done, then
-// closes it (see LeanServer.Close): ln is closed, the requests' contexts
-// are cancelled, so that the mock's handlers stop waiting out their
-// latency, and ServeLean returns nil once every connection is closed and
-// its goroutine has ended. An error of ln.Accept that is not temporary is
-// returned at once, after the same close.
-func ServeLean(ctx context.Context, ln net.Listener, h http.Handler) error {
-	s := NewLeanServer(h, nil)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	select {
-	case err := <-served:
-		_ = s.Close()
-		return err
-	case <-ctx.Done():
-	}
-	_ = s.Close()
-	<-served // http.ErrServerClosed
-	return nil
-}
-
 // Serve accepts connections on ln and serves each in its own goroutine. It
 // returns http.ErrServerClosed once Shutdown or Close was called, or the
 // first error of ln.Accept that is not temporary; temporary ones, such as

@@ -58,8 +58,8 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// setupLean serves h with ServeLean on a local port until cleanup, when it
-// checks that ServeLean returns nil. It returns the base URL, the listener
+// setupLean serves h with serveLean on a local port until cleanup, when it
+// checks that serveLean returns nil. It returns the base URL, the listener
 // and a client with a pool of its own.
 func setupLean(t testing.TB, h http.Handler) (string, *countingListener, *http.Client) {
 	t.Helper()
@@ -70,16 +70,16 @@ func setupLean(t testing.TB, h http.Handler) (string, *countingListener, *http.C
 	ln := &countingListener{Listener: inner}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- ServeLean(ctx, ln, h) }()
+	go func() { served <- serveLean(ctx, ln, h) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-served:
 			if err != nil {
-				t.Errorf("ServeLean returned %v, want nil", err)
+				t.Errorf("serveLean returned %v, want nil", err)
 			}
 		case <-time.After(hangTimeout):
-			t.Error("ServeLean still running after cancel")
+			t.Error("serveLean still running after cancel")
 		}
 	})
 	tr := &http.Transport{MaxIdleConnsPerHost: 256}
@@ -127,7 +127,7 @@ func roundTrip(t *testing.T, client *http.Client, base string, rq request) excha
 }
 
 // TestLeanMatchesNetHTTP sends the same requests to two Multis on frozen
-// clocks, one served by ServeLean and one by net/http, and compares the
+// clocks, one served by serveLean and one by net/http, and compares the
 // answers: status, every header but Date, and body.
 func TestLeanMatchesNetHTTP(t *testing.T) {
 	t.Parallel()
@@ -772,7 +772,7 @@ func TestLeanManyClients(t *testing.T) {
 }
 
 // leanFrames are the functions of the lean server's goroutines.
-var leanFrames = []string{"mockapi.(*leanConn)", "mockapi.(*LeanServer)", "mockapi.ServeLean"}
+var leanFrames = []string{"mockapi.(*leanConn)", "mockapi.(*LeanServer)", "mockapi.serveLean"}
 
 // leanGoroutines returns the stacks of goroutines running the lean server,
 // waiting a moment for those that are returning.
@@ -797,7 +797,7 @@ func leanGoroutines() string {
 	}
 }
 
-// TestServeLeanCancel cancels ServeLean's context while requests wait out
+// TestServeLeanCancel cancels serveLean's context while requests wait out
 // an hour's latency: they end at once, unanswered and counted canceled,
 // and no goroutine of the server is left. It does not run in parallel: it
 // looks at every goroutine.
@@ -818,7 +818,7 @@ func TestServeLeanCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- ServeLean(ctx, ln, m) }()
+	go func() { served <- serveLean(ctx, ln, m) }()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
@@ -842,10 +842,10 @@ func TestServeLeanCancel(t *testing.T) {
 	select {
 	case err := <-served:
 		if err != nil {
-			t.Errorf("ServeLean returned %v, want nil", err)
+			t.Errorf("serveLean returned %v, want nil", err)
 		}
 	case <-time.After(hangTimeout):
-		t.Fatal("ServeLean still running after cancel")
+		t.Fatal("serveLean still running after cancel")
 	}
 	for range n {
 		if err := await(t, callErrs, "end of a cut request"); err == nil {
@@ -856,7 +856,7 @@ func TestServeLeanCancel(t *testing.T) {
 		t.Errorf("stats %+v, want %d requests all canceled", st, n)
 	}
 	if left := leanGoroutines(); left != "" {
-		t.Errorf("goroutines left after ServeLean returned:\n%s", left)
+		t.Errorf("goroutines left after serveLean returned:\n%s", left)
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		t.Error("the listener still accepts")
@@ -1000,7 +1000,7 @@ func (temporaryError) Temporary() bool { return true }
 func (temporaryError) Timeout() bool   { return false }
 
 // TestLeanAcceptErrors: a temporary accept error is logged and retried, any
-// other is returned, by Serve and by ServeLean.
+// other is returned, by Serve and by serveLean.
 func TestLeanAcceptErrors(t *testing.T) {
 	t.Parallel()
 	broken := errors.New("listener broken")
@@ -1012,8 +1012,8 @@ func TestLeanAcceptErrors(t *testing.T) {
 	if got := strings.Count(logs.String(), "too many open files"); got != 2 {
 		t.Errorf("logs:\n%s\nwant the two temporary errors", logs.String())
 	}
-	if err := ServeLean(t.Context(), newNeverListener(broken), http.NotFoundHandler()); !errors.Is(err, broken) {
-		t.Errorf("ServeLean returned %v, want %v", err, broken)
+	if err := serveLean(t.Context(), newNeverListener(broken), http.NotFoundHandler()); !errors.Is(err, broken) {
+		t.Errorf("serveLean returned %v, want %v", err, broken)
 	}
 }
 
@@ -1164,4 +1164,25 @@ func readRawAnswer(br *bufio.Reader) error {
 	}
 	_, err := br.Discard(length)
 	return err
+}
+
+// serveLean serves h on ln with a LeanServer until ctx is done, then
+// closes it (see LeanServer.Close): ln is closed, the requests' contexts
+// are cancelled, so that the mock's handlers stop waiting out their
+// latency, and serveLean returns nil once every connection is closed and
+// its goroutine has ended. An error of ln.Accept that is not temporary is
+// returned at once, after the same close.
+func serveLean(ctx context.Context, ln net.Listener, h http.Handler) error {
+	s := NewLeanServer(h, nil)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	select {
+	case err := <-served:
+		_ = s.Close()
+		return err
+	case <-ctx.Done():
+	}
+	_ = s.Close()
+	<-served // http.ErrServerClosed
+	return nil
 }
