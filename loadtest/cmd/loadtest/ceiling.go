@@ -32,7 +32,8 @@ type Ceiling struct {
 	// part of the run in which every goroutine had a request open on a warm
 	// connection, without the ramp-up or the drain (in flight falling to
 	// zero). With fewer than two rounds of requests there is no such part;
-	// it then starts at the first response, or at worst is the overall rate.
+	// it then starts at the first response, and with at most one round (no
+	// goroutine sends twice) it is the overall rate.
 	SteadySeconds   float64 `json:"steady_seconds"`
 	SteadyResponses int64   `json:"steady_responses"`
 	SteadyRate      float64 `json:"steady_rate"`
@@ -122,6 +123,8 @@ func runCeiling(ctx context.Context, url string, body []byte, inFlight, requests
 	}
 	atLast, last := doneAtLastSend.Load(), lastSend.Load()
 	switch {
+	case requests <= inFlight:
+		c.SteadyResponses, c.SteadySeconds = done.Load(), c.Seconds
 	case roundOne.Load() != 0 && atLast > int64(inFlight) && last > roundOne.Load():
 		c.SteadyResponses = atLast - int64(inFlight)
 		c.SteadySeconds = time.Duration(last - roundOne.Load()).Seconds()
