@@ -44,6 +44,26 @@ type Store interface {
 	// BatchCounts returns the number of jobs per status for a batch id.
 	// Only statuses that occur are present.
 	BatchCounts(ctx context.Context, batch string) (map[job.Status]int, error)
+	// Jobs returns one page of job rows matching f, ordered by (UpdatedAt,
+	// JobID) ascending, and the cursor of the next page (nil after the
+	// last). Rows come without Response, Meta and AttemptRows; Job has
+	// them. The order makes the listing a change feed: a row updated while
+	// a client pages moves behind the cursor and shows up again, so paging
+	// until Next is nil never misses a row that changed since f.Since.
+	Jobs(ctx context.Context, f JobFilter) (Page, error)
+	// Stats returns, per provider, the number of stored jobs by current
+	// status and the calls finished in each of the windows ending at
+	// q.Now, with their latency percentiles (see Histogram). Providers come
+	// sorted by name.
+	Stats(ctx context.Context, q StatsQuery) ([]ProviderStats, error)
+	// Prune applies retention: it deletes up to o.Limit jobs (with their
+	// attempts) last updated before o.RowsBefore, clears the stored
+	// response of up to o.Limit jobs last updated before o.BodiesBefore,
+	// and drops latency rollups older than o.RowsBefore. A zero time
+	// skips that part. Each call is one short transaction, so a pruner
+	// that loops until it returns fewer than o.Limit never stalls Record
+	// for long.
+	Prune(ctx context.Context, o PruneOptions) (Pruned, error)
 	// Latencies returns the end-to-end latencies (FinishedAt - EnqueuedAt)
 	// of the jobs of a batch whose status is final, sorted ascending. Jobs
 	// whose results lack either time are left out.
@@ -85,6 +105,86 @@ type JobRow struct {
 	UpdatedAt time.Time
 	// AttemptRows holds one row per recorded attempt, by attempt number.
 	AttemptRows []AttemptRow
+}
+
+// JobFilter selects the rows Store.Jobs returns. Zero fields match
+// everything.
+type JobFilter struct {
+	Provider string
+	Task     string
+	Status   job.Status
+	Batch    string
+	// Since keeps rows whose UpdatedAt is at or after it.
+	Since time.Time
+	// After continues a listing after the row it names: the Next of the
+	// previous page.
+	After *Cursor
+	// Limit is the page size, 1 to MaxPageSize; 0 means DefaultPageSize.
+	Limit int
+}
+
+// Page sizes of Store.Jobs.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// Cursor is the position of a row in the order of Store.Jobs.
+type Cursor struct {
+	UpdatedAt time.Time
+	JobID     string
+}
+
+// Page is one page of Store.Jobs.
+type Page struct {
+	Jobs []JobRow
+	// Next is where the next page starts, or nil when this one is the last.
+	Next *Cursor
+}
+
+// StatsQuery asks Store.Stats for the windows ending at Now (the current
+// time when zero). Windows are whole minutes: a store keeps call counts
+// and latencies per minute of FinishedAt, so a window of 5m covers the
+// five minutes up to and including the one holding Now.
+type StatsQuery struct {
+	Now     time.Time
+	Windows []time.Duration
+}
+
+// ProviderStats is what Store.Stats reports of one provider.
+type ProviderStats struct {
+	Provider string
+	// Jobs counts the stored jobs by their current status. Only statuses
+	// that occur are present.
+	Jobs    map[job.Status]int
+	Windows []WindowStats
+}
+
+// WindowStats counts the calls (results of attempts that started a call,
+// that is with a StartedAt) that finished within Window, and gives their
+// latency percentiles, exact to Histogram's resolution.
+type WindowStats struct {
+	Window time.Duration
+	Calls  int
+	// Errors counts calls whose status was not succeeded.
+	Errors        int
+	P50, P95, P99 time.Duration
+}
+
+// PruneOptions says what Store.Prune removes; see there.
+type PruneOptions struct {
+	RowsBefore   time.Time
+	BodiesBefore time.Time
+	// Limit caps the rows each part touches; 0 means 1000.
+	Limit int
+}
+
+// Pruned counts what one Store.Prune call removed.
+type Pruned struct {
+	// Jobs is the number of job rows deleted (attempts go with them).
+	Jobs int
+	// Bodies is the number of stored responses cleared.
+	Bodies int
 }
 
 // AttemptRow is the outcome of one attempt of a job.
