@@ -29,6 +29,8 @@ type Report struct {
 	Overrides []string `json:"overrides,omitempty"`
 
 	Pipeline *Pipeline `json:"pipeline,omitempty"`
+	// Recorder is set instead of Pipeline by a scenario of kind recorder.
+	Recorder *RecorderRun `json:"recorder,omitempty"`
 	Ceiling  *Ceiling  `json:"ceiling,omitempty"`
 	// Ratio is the pipeline's end-to-end rate over the ceiling's steady
 	// rate.
@@ -166,6 +168,15 @@ func (r *Report) Markdown() string {
 	if pl := r.Pipeline; pl != nil {
 		r.pipelineMarkdown(&b, pl)
 	}
+	if rr := r.Recorder; rr != nil {
+		p("## Recorder\n\n| | |\n|---|---|\n")
+		p("| store | %s |\n", rr.Database)
+		p("| results | %s published at %s/s (%.2f s, no recorder running) |\n", commas(rr.Results), commas(rr.PublishRate), rr.PublishSeconds)
+		p("| drained | **%s results/s** (%s recorded in %.2f s, from the recorder's start until nothing was pending or unacked) |\n",
+			commas(rr.Rate), commas(rr.Recorded), rr.DrainSeconds)
+		p("| lost | %s |\n", commas(rr.Lost))
+		p("| CPU | recorder %.1f µs per result; whole machine %.2f cores busy during the drain |\n\n", rr.RecorderMicros, rr.MachineCores)
+	}
 	if c := r.Ceiling; c != nil {
 		p("## Ceiling (plain Go, no NATS)\n\n| | |\n|---|---|\n")
 		p("| loop | %s goroutines sharing one http.Client, %s requests |\n", commas(c.InFlight), commas(c.Requests))
@@ -191,6 +202,9 @@ func (r *Report) Markdown() string {
 		window := "the run"
 		if r.Ceiling != nil && r.Pipeline == nil {
 			window = fmt.Sprintf("the ceiling loop, %.1f s", r.Ceiling.Seconds)
+		}
+		if r.Recorder != nil {
+			window = fmt.Sprintf("the recorder's start → drained, %.1f s", r.Recorder.DrainSeconds)
 		}
 		if r.Pipeline != nil {
 			window = fmt.Sprintf("first publish → last job recorded, %.1f s", r.Pipeline.WindowSeconds)

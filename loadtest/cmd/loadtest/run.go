@@ -72,6 +72,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("load test", "scenario", sc.Name, "jobs", sc.Jobs, "run", runID, "report", dir)
 
+	if sc.Kind == kindRecorder {
+		if !o.startsProcesses() || o.ceilingOnly {
+			return fmt.Errorf("scenario %s (kind recorder) starts its own nats-server and recorder: drop --nats, --mock, --db and --ceiling-only", sc.Name)
+		}
+		if err := runRecorderLoad(ctx, o, sc, r, root, logDir, logger); err != nil {
+			return err
+		}
+		return finishReport(dir, r, stdout, logger)
+	}
+
 	st, cleanup, err := obtainStack(ctx, o, sc, root, logDir, logger)
 	defer cleanup()
 	if err != nil {
@@ -101,6 +111,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			logger.Warn("chart not written", "err", err)
 		}
 	}
+	return finishReport(dir, r, stdout, logger)
+}
+
+// finishReport writes the report, prints it, and fails on any correctness
+// failure.
+func finishReport(dir string, r *Report, stdout io.Writer, logger *slog.Logger) error {
+	r.Finished = time.Now().UTC()
 	md, err := writeReport(dir, r)
 	if err != nil {
 		return err

@@ -154,3 +154,59 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("commandLine = %s, want %s", got, want)
 	}
 }
+
+// TestRunRecorderSmoke runs a tiny scenario of kind recorder: real
+// nats-server and recorder processes, the results counted in the store.
+func TestRunRecorderSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts nats-server and the recorder")
+	}
+	t.Parallel()
+	scenario := writeScenario(t, "rec.yaml", `
+name: rec
+description: A tiny backlog of results for the recorder alone.
+kind: recorder
+jobs: 3000
+timeout: 1m
+`)
+	reports := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := run(ctx, []string{"--scenario", scenario, "--bin", t.TempDir(), "--reports", reports}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	dirs, _ := filepath.Glob(filepath.Join(reports, "rec-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("report directories %v", dirs)
+	}
+	b, err := os.ReadFile(filepath.Join(dirs[0], "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	rr := r.Recorder
+	if rr == nil || r.Pipeline != nil || r.Ceiling != nil {
+		t.Fatalf("report: recorder %+v pipeline %v ceiling %v", rr, r.Pipeline, r.Ceiling)
+	}
+	if rr.Results != 3000 || rr.Recorded != 3000 || rr.Lost != 0 || rr.Rate <= 0 || rr.PublishRate <= 0 || rr.RecorderMicros <= 0 {
+		t.Errorf("recorder run %+v", rr)
+	}
+	if !strings.Contains(stdout.String(), "results/s") {
+		t.Errorf("report.md lacks the rate:\n%s", stdout.String())
+	}
+}
+
+// TestRunRecorderPostgresNeedsURL checks the error before anything starts.
+func TestRunRecorderPostgresNeedsURL(t *testing.T) {
+	t.Setenv("SWITCHYARD_POSTGRES_URL", "")
+	scenario := writeScenario(t, "pg.yaml", "name: pg\ndescription: d\nkind: recorder\ndatabase: postgres\njobs: 10\n")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"--scenario", scenario, "--bin", t.TempDir(), "--reports", t.TempDir(), "--no-build"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--postgres") {
+		t.Fatalf("err = %v, want one naming --postgres", err)
+	}
+}

@@ -26,6 +26,17 @@ type Scenario struct {
 	// Name names the report directory. Default: the file name without .yaml.
 	Name        string `koanf:"name" json:"name"`
 	Description string `koanf:"description" json:"description,omitempty"`
+	// Kind is "pipeline" (the default): jobs through the workers to the
+	// recorder; or "recorder": Jobs results published straight to RESULTS
+	// as a backlog, which the recorder alone then drains. That measures
+	// the results store without the rest of the pipeline competing for
+	// the CPU.
+	Kind string `koanf:"kind" json:"kind"`
+	// Database is the recorder's store: "sqlite" (the default, a file in
+	// the run's data directory) or, for kind recorder, "postgres": the
+	// database at --postgres (or SWITCHYARD_POSTGRES_URL). The run's rows
+	// are told apart by a batch id of their own, so nothing is emptied.
+	Database string `koanf:"database" json:"database"`
 	// Jobs is how many jobs are enqueued on Lane. Required.
 	Jobs int `koanf:"jobs" json:"jobs"`
 	// Provider and Task name the subject jobs.<provider>.<lane>.<task>.
@@ -60,6 +71,14 @@ type Scenario struct {
 	// so services can be tuned without changing the runner.
 	Config ExtraConfig `koanf:"config" json:"config"`
 }
+
+// Scenario kinds and databases.
+const (
+	kindPipeline     = "pipeline"
+	kindRecorder     = "recorder"
+	databaseSQLite   = "sqlite"
+	databasePostgres = "postgres"
+)
 
 // TrickleConfig is a steady stream of live-lane jobs for the same provider,
 // running while the main jobs drain.
@@ -267,6 +286,11 @@ func keyPath(name string) string {
 }
 
 func (s *Scenario) withDefaults() {
+	s.Kind = cmpOr(s.Kind, kindPipeline)
+	s.Database = cmpOr(s.Database, databaseSQLite)
+	if s.Kind == kindRecorder {
+		s.Ceiling.Skip = true
+	}
 	s.Provider = cmpOr(s.Provider, defaultProvider)
 	s.Task = cmpOr(s.Task, defaultTask)
 	s.Lane = cmpOr(s.Lane, string(job.LaneBulk))
@@ -307,6 +331,15 @@ func (s *Scenario) Validate() error {
 	var errs []string
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, field+": "+fmt.Sprintf(format, args...))
+	}
+	if s.Kind != kindPipeline && s.Kind != kindRecorder {
+		bad("kind", "%q must be pipeline or recorder", s.Kind)
+	}
+	switch {
+	case s.Database != databaseSQLite && s.Database != databasePostgres:
+		bad("database", "%q must be sqlite or postgres", s.Database)
+	case s.Database == databasePostgres && s.Kind != kindRecorder:
+		bad("database", "postgres needs kind recorder (the pipeline's progress is read from SQLite)")
 	}
 	if s.Jobs < 1 {
 		bad("jobs", "%d must be at least 1 (it is required)", s.Jobs)

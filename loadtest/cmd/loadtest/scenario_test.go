@@ -80,7 +80,7 @@ func TestShippedScenariosLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"bulk-500k", "ci-0ms", "ci-latency", "overhead", "steady-plus-bulk"}
+	want := []string{"bulk-500k", "ci-0ms", "ci-latency", "overhead", "recorder-postgres", "recorder-sqlite", "steady-plus-bulk"}
 	var names []string
 	for _, f := range files {
 		sc, err := LoadScenario(f)
@@ -127,6 +127,11 @@ func TestShippedScenarioValues(t *testing.T) {
 	if s := load("ci-latency"); s.Jobs != 20000 || s.InFlight != 10000 {
 		t.Errorf("ci-latency: %+v", s)
 	}
+	for name, db := range map[string]string{"recorder-sqlite": databaseSQLite, "recorder-postgres": databasePostgres} {
+		if s := load(name); s.Kind != kindRecorder || s.Database != db || s.Jobs != 500000 || !s.Ceiling.Skip {
+			t.Errorf("%s: %+v", name, s)
+		}
+	}
 }
 
 func TestScenarioErrorsNameTheField(t *testing.T) {
@@ -150,6 +155,9 @@ func TestScenarioErrorsNameTheField(t *testing.T) {
 		{"window", "jobs: 1\nenqueue: {window: -1}\n", []string{"enqueue.window"}},
 		{"tail without latency", "jobs: 1\nmock: {tail_rate: 0.01}\n", []string{"mock.tail_latency: is required"}},
 		{"several at once", "jobs: 0\nworkers: 100\n", []string{"jobs:", "workers: 100 must be between 1 and 64"}},
+		{"kind", "jobs: 1\nkind: worker\n", []string{`kind: "worker" must be pipeline or recorder`}},
+		{"database", "jobs: 1\nkind: recorder\ndatabase: mysql\n", []string{`database: "mysql" must be sqlite or postgres`}},
+		{"postgres pipeline", "jobs: 1\ndatabase: postgres\n", []string{"database: postgres needs kind recorder"}},
 		{"not yaml", "jobs: [1\n", []string{"s.yaml"}},
 	}
 	for _, tc := range tests {

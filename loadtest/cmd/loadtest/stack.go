@@ -256,36 +256,9 @@ func startStack(ctx context.Context, sc *Scenario, o stackOptions, logger *slog.
 	bin := func(name string) string { return filepath.Join(o.binDir, name) }
 
 	if !o.mockOnly {
-		port, err := freePort()
-		if err != nil {
+		if err := st.startNATS(ctx, sc, o, logger); err != nil {
 			return st, err
 		}
-		monitor, err := freePort()
-		if err != nil {
-			return st, err
-		}
-		natsArgs := []string{
-			"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(monitor),
-			"-sd", filepath.Join(o.dataDir, "nats"),
-		}
-		if sc.Profile > 0 {
-			prof, err := freePort()
-			if err != nil {
-				return st, err
-			}
-			natsArgs = append(natsArgs, "--profile", strconv.Itoa(prof))
-			st.pprof["nats-server"] = "http://127.0.0.1:" + strconv.Itoa(prof)
-		}
-		st.nats, err = startProcess("nats-server", bin(binNATS), natsArgs, o.logDir, nil)
-		if err != nil {
-			return st, err
-		}
-		st.procs = append(st.procs, st.nats)
-		st.natsURL = "nats://127.0.0.1:" + strconv.Itoa(port)
-		if err := waitNATS(ctx, st.natsURL, st.nats); err != nil {
-			return st, err
-		}
-		logger.Info("nats-server ready", "url", st.natsURL, "monitor", "http://127.0.0.1:"+strconv.Itoa(monitor))
 	}
 
 	if st.mock, st.mockURL, err = startMock(ctx, bin(binMock), sc.Mock.args(), o.logDir); err != nil {
@@ -352,6 +325,42 @@ func startStack(ctx context.Context, sc *Scenario, o stackOptions, logger *slog.
 	}
 	logger.Info("workers ready", "workers", sc.Workers, "in_flight", sc.InFlight)
 	return st, nil
+}
+
+// startNATS starts nats-server with JetStream on free loopback ports, its
+// storage under o.dataDir, and waits until it is ready.
+func (st *stack) startNATS(ctx context.Context, sc *Scenario, o stackOptions, logger *slog.Logger) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	monitor, err := freePort()
+	if err != nil {
+		return err
+	}
+	natsArgs := []string{
+		"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(monitor),
+		"-sd", filepath.Join(o.dataDir, "nats"),
+	}
+	if sc.Profile > 0 {
+		prof, err := freePort()
+		if err != nil {
+			return err
+		}
+		natsArgs = append(natsArgs, "--profile", strconv.Itoa(prof))
+		st.pprof["nats-server"] = "http://127.0.0.1:" + strconv.Itoa(prof)
+	}
+	st.nats, err = startProcess("nats-server", filepath.Join(o.binDir, binNATS), natsArgs, o.logDir, nil)
+	if err != nil {
+		return err
+	}
+	st.procs = append(st.procs, st.nats)
+	st.natsURL = "nats://127.0.0.1:" + strconv.Itoa(port)
+	if err := waitNATS(ctx, st.natsURL, st.nats); err != nil {
+		return err
+	}
+	logger.Info("nats-server ready", "url", st.natsURL, "monitor", "http://127.0.0.1:"+strconv.Itoa(monitor))
+	return nil
 }
 
 // startMock starts the mock API on a kernel-chosen port and reads the base
