@@ -31,7 +31,7 @@ type Report struct {
 	Pipeline *Pipeline `json:"pipeline,omitempty"`
 	// Recorder is set instead of Pipeline by a scenario of kind recorder.
 	Recorder *RecorderRun `json:"recorder,omitempty"`
-	Ceiling  *Ceiling  `json:"ceiling,omitempty"`
+	Ceiling  *Ceiling     `json:"ceiling,omitempty"`
 	// Ratio is the pipeline's end-to-end rate over the ceiling's steady
 	// rate.
 	Ratio float64 `json:"ratio,omitempty"`
