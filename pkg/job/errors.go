@@ -45,6 +45,9 @@ func (p *problems) add(field, reason string) {
 }
 
 func (p *problems) addErr(err error) {
+	if err == nil {
+		return // the common case, spared the errors.As below
+	}
 	var fe *FieldError
 	if errors.As(err, &fe) {
 		*p = append(*p, fe)
