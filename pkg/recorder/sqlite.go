@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -8,11 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/bits"
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,8 +45,8 @@ const busyTimeout = 10 * time.Second
 // SQLITE_BUSY. Reads use a separate pool, which WAL mode lets run beside the
 // writer without blocking it.
 type SQLite struct {
-	w *sql.DB // exactly one writerConn; every transaction is BEGIN IMMEDIATE
-	r *sql.DB // query_only connections for Job, BatchCounts, Latencies
+	w *sql.DB // exactly one writerConn, for Record and Prune; every transaction is BEGIN IMMEDIATE
+	r *sql.DB // query_only connections for the other methods
 
 	closeOnce sync.Once
 	closeErr  error
@@ -145,21 +148,27 @@ func sqliteDSN(abs string, readOnly bool) string {
 // a fresh slice on every call. SQLite applies the rows in the batch's order,
 // each seeing the ones before it, so a job that occurs twice in a batch
 // ends where two batches would leave it.
+//
+// In the same transaction it adds the batch's calls to latency_rollup, the
+// per-minute histograms of Stats: one call (and one error unless the
+// status is succeeded) per new attempt row whose result has a StartedAt,
+// in the minute of its FinishedAt. Counting only attempt rows it inserted
+// keeps the histograms exact when a batch is redelivered after a crash
+// between commit and ack; a second, different result of an attempt
+// already stored is not counted either, as its call was.
 func (s *SQLite) Record(ctx context.Context, results []job.Result) error {
 	for i := range results {
 		if err := checkResult(i, &results[i]); err != nil {
 			return fmt.Errorf("record results: %w", err)
 		}
 	}
-	now := time.Now().UnixNano()
-
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("record results: %w", err)
 	}
 	defer conn.Close()
 	err = conn.Raw(func(dc any) error {
-		return dc.(*writerConn).record(ctx, results, now)
+		return dc.(*writerConn).record(ctx, results)
 	})
 	if err != nil {
 		return fmt.Errorf("record results: %w", err)
@@ -229,11 +238,29 @@ const attemptRow = `(?, ?, coalesce(?, ''), ?, coalesce(?, ''), coalesce(?, ''),
 	?, ?, coalesce(?, ''))`
 
 // insertAttemptsSQL inserts rows attempt rows; the first one recorded for
-// an attempt stays.
-func insertAttemptsSQL(rows int) string {
-	return `INSERT INTO attempts (` + attemptColumns + `)
+// an attempt stays. With returning, it returns the key of each row it
+// inserted (see writerConn.insertAttempts).
+func insertAttemptsSQL(rows int, returning bool) string {
+	q := `INSERT INTO attempts (` + attemptColumns + `)
 VALUES ` + repeatRow(attemptRow, rows) + `
 ON CONFLICT (job_id, attempt) DO NOTHING`
+	if returning {
+		q += "\nRETURNING job_id, attempt"
+	}
+	return q
+}
+
+// rollupParams is the number of parameters of one row of upsertRollupSQL.
+const rollupParams = 5
+
+// upsertRollupSQL adds rows rows of (provider, minute, bucket, calls,
+// errors) to the per-minute latency histograms.
+func upsertRollupSQL(rows int) string {
+	return `INSERT INTO latency_rollup (provider, minute, bucket, calls, errors)
+VALUES ` + repeatRow("(?, ?, ?, ?, ?)", rows) + `
+ON CONFLICT (provider, minute, bucket) DO UPDATE SET
+	calls = calls + excluded.calls,
+	errors = errors + excluded.errors`
 }
 
 func repeatRow(row string, n int) string {
@@ -252,10 +279,38 @@ type writerConn struct {
 	driverConn
 
 	// chunks holds the statements for 1<<k rows at index k.
-	chunks [recordChunkBits + 1]struct{ jobs, attempts execStmt }
-	// jobArgs and attemptArgs are reused from chunk to chunk, their
-	// ordinals set once.
-	jobArgs, attemptArgs []driver.NamedValue
+	chunks [recordChunkBits + 1]struct {
+		jobs, attempts, attemptsReturning, rollup driverStmt
+	}
+	// savepoint, release and rollbackTo mark the attempts insert of a
+	// chunk, so that it can be undone (see insertAttempts).
+	savepoint, release, rollbackTo driverStmt
+	// jobArgs, attemptArgs and rollupArgs are reused from chunk to chunk,
+	// their ordinals set once.
+	jobArgs, attemptArgs, rollupArgs []driver.NamedValue
+
+	// calls sums the batch's new calls per histogram cell, so that a batch
+	// of 1,000 results, which usually falls into a handful of cells, adds
+	// to latency_rollup with one short statement.
+	calls map[rollupKey]rollupCount
+	// inserted holds the attempt keys that a chunk's insert returned, and
+	// dest the values of one returned row; both are reused.
+	inserted []attemptKey
+	dest     []driver.Value
+}
+
+// rollupKey is one cell of latency_rollup.
+type rollupKey struct {
+	provider string
+	minute   int64
+	bucket   int
+}
+
+type rollupCount struct{ calls, errors int64 }
+
+type attemptKey struct {
+	jobID   string
+	attempt int64
 }
 
 // driverConn is what database/sql uses of a driver connection, all of
@@ -271,9 +326,10 @@ type driverConn interface {
 	driver.Validator
 }
 
-type execStmt interface {
+type driverStmt interface {
 	driver.Stmt
 	driver.StmtExecContext
+	driver.StmtQueryContext
 }
 
 // writerConnector makes the writer's connections writerConns.
@@ -295,20 +351,23 @@ func (c writerConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // Close finalizes the connection's statements and closes it.
 func (c *writerConn) Close() error {
 	var errs []error
+	stmts := []*driverStmt{&c.savepoint, &c.release, &c.rollbackTo}
 	for k := range c.chunks {
-		for _, st := range []execStmt{c.chunks[k].jobs, c.chunks[k].attempts} {
-			if st != nil {
-				errs = append(errs, st.Close())
-			}
+		ch := &c.chunks[k]
+		stmts = append(stmts, &ch.jobs, &ch.attempts, &ch.attemptsReturning, &ch.rollup)
+	}
+	for _, st := range stmts {
+		if *st != nil {
+			errs = append(errs, (*st).Close())
+			*st = nil
 		}
-		c.chunks[k].jobs, c.chunks[k].attempts = nil, nil
 	}
 	errs = append(errs, c.driverConn.Close())
 	return errors.Join(errs...)
 }
 
 // record writes results in one transaction.
-func (c *writerConn) record(ctx context.Context, results []job.Result, now int64) (err error) {
+func (c *writerConn) record(ctx context.Context, results []job.Result) (err error) {
 	tx, err := c.BeginTx(ctx, driver.TxOptions{})
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -318,14 +377,25 @@ func (c *writerConn) record(ctx context.Context, results []job.Result, now int64
 			_ = tx.Rollback() // the error that got us here says more
 		}
 	}()
+	now, err := c.stamp(ctx)
+	if err != nil {
+		return err
+	}
 	if c.jobArgs == nil {
 		c.jobArgs = namedValues(recordChunk * jobParams)
 		c.attemptArgs = namedValues(recordChunk * attemptParams)
+		c.rollupArgs = namedValues(recordChunk * rollupParams)
+		c.calls = make(map[rollupKey]rollupCount)
+		c.dest = make([]driver.Value, 2)
 	}
 	defer func() {
 		// Let go of the batch's strings.
 		unset(c.jobArgs)
 		unset(c.attemptArgs)
+		unset(c.rollupArgs)
+		clear(c.calls)
+		clear(c.inserted)
+		c.inserted = c.inserted[:0]
 	}()
 
 	var texts recordTexts
@@ -336,6 +406,9 @@ func (c *writerConn) record(ctx context.Context, results []job.Result, now int64
 			return err
 		}
 		done += n
+	}
+	if err := c.writeRollup(ctx); err != nil {
+		return err
 	}
 	// As database/sql would: a transaction whose context ended is not
 	// committed.
@@ -348,6 +421,36 @@ func (c *writerConn) record(ctx context.Context, results []job.Result, now int64
 	return nil
 }
 
+// stamp returns the updated_at of the batch's first result; the result at
+// offset i of the batch gets stamp+i. It reads the clock after BEGIN
+// IMMEDIATE took the write lock and never goes below the stamps already
+// stored, so stamps rise in commit order, even across a restart with the
+// clock set back. A reader that sees a row has then seen every row
+// stamped before it, which is what makes Store.Jobs a change feed: with
+// stamps taken before the lock, a client paging while two batches commit
+// could pass the cursor over the one that commits second. One nanosecond
+// apart, the rows of a batch never tie on updated_at either, so a page of
+// Jobs never sorts a batch's rows by job_id.
+func (c *writerConn) stamp(ctx context.Context) (int64, error) {
+	rows, err := c.QueryContext(ctx, `SELECT max(updated_at) FROM jobs`, nil)
+	if err != nil {
+		return 0, fmt.Errorf("latest stamp: %w", err)
+	}
+	dest := []driver.Value{nil}
+	err = rows.Next(dest)
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("latest stamp: %w", err)
+	}
+	now := time.Now().UnixNano()
+	if last, ok := dest[0].(int64); ok && now <= last {
+		now = last + 1
+	}
+	return now, nil
+}
+
 // writeChunk upserts the job rows of chunk, a power of two of results that
 // starts at results[offset] of the batch, then inserts their attempt rows.
 func (c *writerConn) writeChunk(ctx context.Context, chunk []job.Result, offset int, now int64, t *recordTexts) error {
@@ -357,7 +460,7 @@ func (c *writerConn) writeChunk(ctx context.Context, chunk []job.Result, offset 
 		if err != nil {
 			return fmt.Errorf("prepare upsert of %d jobs: %w", len(chunk), err)
 		}
-		attempts, err := c.prepare(ctx, insertAttemptsSQL(len(chunk)))
+		attempts, err := c.prepare(ctx, insertAttemptsSQL(len(chunk), false))
 		if err != nil {
 			jobs.Close()
 			return fmt.Errorf("prepare insert of %d attempts: %w", len(chunk), err)
@@ -367,7 +470,6 @@ func (c *writerConn) writeChunk(ctx context.Context, chunk []job.Result, offset 
 
 	jobArgs := c.jobArgs[:len(chunk)*jobParams]
 	attemptArgs := c.attemptArgs[:len(chunk)*attemptParams]
-	updatedAt := any(now)
 	for i := range chunk {
 		r := &chunk[i]
 		var response any
@@ -386,28 +488,186 @@ func (c *writerConn) writeChunk(ctx context.Context, chunk []job.Result, offset 
 			id, t.provider.of(r.Provider), t.task.of(r.Task), t.lane.of(string(r.Lane)), t.batch.of(r.Batch), status,
 			boolInt(r.Status.Final()), attempt, attempt, httpStatus, errText, class,
 			latency, nanos(r.EnqueuedAt), started, finished,
-			response, jsonText(r.Meta), workerID, updatedAt)
+			response, jsonText(r.Meta), workerID, now+int64(offset+i))
 		set(attemptArgs[i*attemptParams:(i+1)*attemptParams],
 			id, attempt, status, httpStatus, errText, class, latency, started, finished, workerID)
 	}
 	if _, err := st.jobs.ExecContext(ctx, jobArgs); err != nil {
 		return fmt.Errorf("upsert jobs of results %d-%d: %w", offset, offset+len(chunk)-1, err)
 	}
-	if _, err := st.attempts.ExecContext(ctx, attemptArgs); err != nil {
+	if err := c.insertAttempts(ctx, attemptArgs, chunk); err != nil {
 		return fmt.Errorf("insert attempts of results %d-%d: %w", offset, offset+len(chunk)-1, err)
 	}
 	return nil
 }
 
-func (c *writerConn) prepare(ctx context.Context, query string) (execStmt, error) {
+// insertAttempts runs the attempts insert of chunk and counts the calls
+// of the attempt rows it inserted, so that a result redelivered after a
+// crash between commit and ack is not counted twice in latency_rollup.
+//
+// The insert tells how many rows it added; when that is every result of
+// the chunk, as it nearly always is, they all count. Otherwise some
+// attempts were stored before (or occur twice in the chunk), and the
+// insert is undone and run again returning the keys of the rows it adds.
+// Returning them every time cost Record a tenth more CPU.
+func (c *writerConn) insertAttempts(ctx context.Context, args []driver.NamedValue, chunk []job.Result) error {
+	st := &c.chunks[bits.TrailingZeros(uint(len(chunk)))]
+	if err := c.execOnce(ctx, &c.savepoint, "SAVEPOINT record_attempts"); err != nil {
+		return err
+	}
+	res, err := st.attempts.ExecContext(ctx, args)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == int64(len(chunk)) {
+		for i := range chunk {
+			c.addCall(&chunk[i])
+		}
+		return c.execOnce(ctx, &c.release, "RELEASE record_attempts")
+	}
+
+	if err := c.execOnce(ctx, &c.rollbackTo, "ROLLBACK TO record_attempts"); err != nil {
+		return err
+	}
+	if st.attemptsReturning == nil {
+		if st.attemptsReturning, err = c.prepare(ctx, insertAttemptsSQL(len(chunk), true)); err != nil {
+			return err
+		}
+	}
+	if err := c.insertReturning(ctx, st.attemptsReturning, args); err != nil {
+		return err
+	}
+	fresh := make(map[attemptKey]bool, len(c.inserted))
+	for _, k := range c.inserted {
+		fresh[k] = true
+	}
+	// Of an attempt twice in the chunk, the first was inserted.
+	for i := range chunk {
+		k := attemptKey{chunk[i].JobID, int64(chunk[i].Attempt)}
+		if fresh[k] {
+			delete(fresh, k)
+			c.addCall(&chunk[i])
+		}
+	}
+	return c.execOnce(ctx, &c.release, "RELEASE record_attempts")
+}
+
+// insertReturning runs an attempts insert that returns the keys of the
+// rows it adds, and keeps them in c.inserted.
+func (c *writerConn) insertReturning(ctx context.Context, st driverStmt, args []driver.NamedValue) (err error) {
+	rows, err := st.QueryContext(ctx, args)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Close resets the statement for its next use.
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	c.inserted = c.inserted[:0]
+	for {
+		if err := rows.Next(c.dest); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		id, ok1 := c.dest[0].(string)
+		attempt, ok2 := c.dest[1].(int64)
+		if !ok1 || !ok2 {
+			return fmt.Errorf("inserted attempt returned as %T, %T", c.dest[0], c.dest[1])
+		}
+		c.inserted = append(c.inserted, attemptKey{id, attempt})
+	}
+}
+
+// execOnce runs query, preparing it into *st on first use.
+func (c *writerConn) execOnce(ctx context.Context, st *driverStmt, query string) error {
+	if *st == nil {
+		var err error
+		if *st, err = c.prepare(ctx, query); err != nil {
+			return fmt.Errorf("prepare %s: %w", query, err)
+		}
+	}
+	if _, err := (*st).ExecContext(ctx, nil); err != nil {
+		return fmt.Errorf("%s: %w", query, err)
+	}
+	return nil
+}
+
+// addCall counts r in latency_rollup if it stands for a call: it has a
+// StartedAt. It also needs a FinishedAt, which places it in a minute;
+// workers always set both.
+func (c *writerConn) addCall(r *job.Result) {
+	if r.StartedAt.IsZero() || r.FinishedAt.IsZero() {
+		return
+	}
+	k := rollupKey{provider: r.Provider, minute: unixMinute(r.FinishedAt), bucket: LatencyBucket(r.LatencyMS)}
+	n := c.calls[k]
+	n.calls++
+	if r.Status != job.StatusSucceeded {
+		n.errors++
+	}
+	c.calls[k] = n
+}
+
+// writeRollup adds the batch's calls to latency_rollup in statements
+// shaped as Record's, one cell a row, in key order.
+func (c *writerConn) writeRollup(ctx context.Context) error {
+	if len(c.calls) == 0 {
+		return nil
+	}
+	keys := make([]rollupKey, 0, len(c.calls))
+	for k := range c.calls {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b rollupKey) int {
+		return cmp.Or(strings.Compare(a.provider, b.provider), cmp.Compare(a.minute, b.minute), cmp.Compare(a.bucket, b.bucket))
+	})
+	for done := 0; done < len(keys); {
+		n := 1 << (bits.Len(uint(min(len(keys)-done, recordChunk))) - 1)
+		st := &c.chunks[bits.TrailingZeros(uint(n))]
+		if st.rollup == nil {
+			var err error
+			if st.rollup, err = c.prepare(ctx, upsertRollupSQL(n)); err != nil {
+				return fmt.Errorf("prepare upsert of %d latency rollups: %w", n, err)
+			}
+		}
+		args := c.rollupArgs[:n*rollupParams]
+		for i, k := range keys[done : done+n] {
+			cnt := c.calls[k]
+			set(args[i*rollupParams:(i+1)*rollupParams], k.provider, k.minute, int64(k.bucket), cnt.calls, cnt.errors)
+		}
+		if _, err := st.rollup.ExecContext(ctx, args); err != nil {
+			return fmt.Errorf("upsert %d latency rollups: %w", n, err)
+		}
+		done += n
+	}
+	return nil
+}
+
+// unixMinute is the number of whole minutes from the Unix epoch to t,
+// rounded down.
+func unixMinute(t time.Time) int64 {
+	s := t.Unix()
+	m := s / 60
+	if s%60 < 0 {
+		m--
+	}
+	return m
+}
+
+func (c *writerConn) prepare(ctx context.Context, query string) (driverStmt, error) {
 	ds, err := c.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	st, ok := ds.(execStmt)
+	st, ok := ds.(driverStmt)
 	if !ok {
 		ds.Close()
-		return nil, fmt.Errorf("sqlite driver statement %T cannot ExecContext", ds)
+		return nil, fmt.Errorf("sqlite driver statement %T cannot ExecContext and QueryContext", ds)
 	}
 	return st, nil
 }

@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,11 +149,12 @@ func TestSQLitePragmas(t *testing.T) {
 		t.Errorf("journal_mode = %q, want wal", mode)
 	}
 	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('jobs', 'attempts', 'jobs_batch_status', 'jobs_provider_task_status')`).Scan(&n); err != nil {
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('jobs', 'attempts', 'latency_rollup',
+		'jobs_batch_status_updated', 'jobs_provider_status_updated', 'jobs_updated', 'jobs_body_updated')`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != 4 {
-		t.Errorf("found %d of the 4 tables and indexes", n)
+	if n != 7 {
+		t.Errorf("found %d of the 7 tables and indexes", n)
 	}
 }
 
@@ -469,4 +471,303 @@ func processCPU() (time.Duration, bool) {
 	}
 	const tick = 10 * time.Millisecond // USER_HZ, 100 on Linux
 	return time.Duration(utime+stime) * tick, true
+}
+
+// TestSQLiteStatsExactOnRedelivery records results again, alone, twice in
+// one batch, beside new ones in one statement and in another, and a second
+// outcome of an attempt already stored: the histograms count each attempt
+// once, as the attempt rows do.
+func TestSQLiteStatsExactOnRedelivery(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "recorder.db"))
+	ctx := context.Background()
+	finished := time.Date(2026, 11, 21, 9, 15, 30, 0, time.UTC)
+	result := func(id string, attempt int, status job.Status) job.Result {
+		r := storetest.Result(id, attempt, status)
+		r.FinishedAt = finished
+		r.StartedAt = finished.Add(-time.Duration(r.LatencyMS) * time.Millisecond)
+		return r
+	}
+	var first []job.Result
+	for i := range 10 {
+		first = append(first, result(fmt.Sprintf("r-%02d", i), 1, job.StatusRetrying))
+	}
+	// 70 new results, then the first ten again: the first statement of
+	// 64 rows inserts all of them, the next of 16 only six.
+	var mixed []job.Result
+	for i := range 70 {
+		mixed = append(mixed, result(fmt.Sprintf("m-%02d", i), 1, job.StatusSucceeded))
+	}
+	mixed = append(mixed, first...)
+	dead := result("r-00", 1, job.StatusDead)    // another outcome of a stored attempt
+	twice := result("t-00", 1, job.StatusFailed) // new, and twice in one statement
+	batches := [][]job.Result{
+		first,
+		first,
+		{first[0], first[0], first[1]},
+		mixed,
+		{twice, twice, dead, result("r-01", 2, job.StatusSucceeded), first[2]},
+	}
+	for i, b := range batches {
+		if err := s.Record(ctx, b); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	// Distinct attempts: r-00..r-09 attempt 1 (retrying), m-00..m-69,
+	// r-01 attempt 2 and t-00.
+	wantCalls, wantErrors := 10+70+1+1, 10+1
+	got, err := s.Stats(ctx, recorder.StatsQuery{Now: finished, Windows: []time.Duration{time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Windows[0].Calls != wantCalls || got[0].Windows[0].Errors != wantErrors {
+		t.Fatalf("Stats = %+v; want %d calls, %d errors", got, wantCalls, wantErrors)
+	}
+}
+
+// TestSQLiteStatsWindows checks what the interface leaves to the store:
+// a window that is not whole minutes is rounded up to them, and one that
+// is not positive is an error.
+func TestSQLiteStatsWindows(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "recorder.db"))
+	ctx := context.Background()
+	now := time.Date(2026, 11, 21, 9, 15, 30, 0, time.UTC)
+	r := storetest.Result("w", 1, job.StatusSucceeded)
+	r.FinishedAt = now.Add(-time.Minute) // the minute before now's
+	r.StartedAt = r.FinishedAt.Add(-250 * time.Millisecond)
+	if err := s.Record(ctx, []job.Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Stats(ctx, recorder.StatsQuery{Now: now, Windows: []time.Duration{30 * time.Second, 90 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := []int{got[0].Windows[0].Calls, got[0].Windows[1].Calls}; !reflect.DeepEqual(c, []int{0, 1}) {
+		t.Errorf("calls in windows of 30s and 90s = %v, want [0 1] (one minute and two)", c)
+	}
+	for _, w := range []time.Duration{0, -time.Minute} {
+		if _, err := s.Stats(ctx, recorder.StatsQuery{Now: now, Windows: []time.Duration{w}}); err == nil {
+			t.Errorf("Stats with a window of %v succeeded", w)
+		}
+	}
+}
+
+// TestSQLitePruneDeletesAttempts looks into the file: the attempt rows of
+// pruned jobs are gone (the conformance suite can only see that they do
+// not come back), and so are the histograms of old minutes.
+func TestSQLitePruneDeletesAttempts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "recorder.db")
+	s := openSQLite(t, path)
+	ctx := context.Background()
+	var rs []job.Result
+	for i := range 30 {
+		id := fmt.Sprintf("p-%02d", i)
+		rs = append(rs, storetest.Result(id, 1, job.StatusRetrying), storetest.Result(id, 2, job.StatusSucceeded))
+	}
+	if err := s.Record(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	db := inspect(t, path)
+	count := func(table string) int {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if a, r := count("attempts"), count("latency_rollup"); a != 60 || r == 0 {
+		t.Fatalf("before pruning: %d attempt rows and %d rollup rows, want 60 and some", a, r)
+	}
+	total := 0
+	for {
+		n, err := s.Prune(ctx, recorder.PruneOptions{RowsBefore: time.Now().Add(time.Hour), Limit: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n.Jobs
+		if n.Jobs < 7 {
+			break
+		}
+	}
+	if total != 30 {
+		t.Errorf("pruned %d jobs, want 30", total)
+	}
+	if j, a, r := count("jobs"), count("attempts"), count("latency_rollup"); j != 0 || a != 0 || r != 0 {
+		t.Errorf("after pruning: %d job rows, %d attempt rows, %d rollup rows; want none", j, a, r)
+	}
+	if _, err := s.Prune(ctx, recorder.PruneOptions{RowsBefore: time.Now(), Limit: -1}); err == nil {
+		t.Error("Prune with a negative limit succeeded")
+	}
+}
+
+// TestSQLiteMigratesFrom0001 opens a file that only migration 0001 made, as
+// a recorder of the previous release left it, with a job in it: 0002
+// applies and the job is listed, counted and pruned like a new one.
+func TestSQLiteMigratesFrom0001(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "recorder.db")
+	init, err := os.ReadFile(filepath.Join("migrations", "0001_init.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := inspect(t, path)
+	for _, stmt := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
+		string(init),
+		`INSERT INTO schema_migrations VALUES (1, '0001_init.sql', 1)`,
+		`INSERT INTO jobs (job_id, provider, task, batch, status, final, attempt, attempts, response, updated_at)
+			VALUES ('old', 'acme', 't', 'b', 'failed', 1, 1, 1, '{"body":{"x":1}}', 1000)`,
+		`INSERT INTO attempts (job_id, attempt, status) VALUES ('old', 1, 'failed')`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s := openSQLite(t, path)
+	if got := migrationRows(t, inspect(t, path)); len(got) < 2 || got[1].Version != 2 {
+		t.Fatalf("schema_migrations = %+v, want 0002 applied", got)
+	}
+	page, err := s.Jobs(ctx, recorder.JobFilter{Provider: "acme"})
+	if err != nil || len(page.Jobs) != 1 || page.Jobs[0].JobID != "old" || page.Jobs[0].Status != job.StatusFailed {
+		t.Fatalf("Jobs = %+v, %v; want the old job", page, err)
+	}
+	stats, err := s.Stats(ctx, recorder.StatsQuery{Windows: []time.Duration{time.Minute}})
+	if err != nil || len(stats) != 1 || stats[0].Jobs[job.StatusFailed] != 1 {
+		t.Fatalf("Stats = %+v, %v; want acme with one failed job", stats, err)
+	}
+	n, err := s.Prune(ctx, recorder.PruneOptions{RowsBefore: time.Unix(0, 2000), BodiesBefore: time.Unix(0, 2000)})
+	if err != nil || n != (recorder.Pruned{Jobs: 1}) {
+		t.Fatalf("Prune = %+v, %v; want the old job deleted", n, err)
+	}
+}
+
+// BenchmarkSQLiteJobs lists a page of 100 from 200,000 jobs of four
+// providers in 10 batches, 1% failed and 2% retrying, recorded 1,000 at
+// a time: the first page and one from the middle of the feed, for each
+// kind of filter. A walk costs about the same wherever it starts and
+// however many rows the table holds; a sort of the matches would grow
+// with them.
+func BenchmarkSQLiteJobs(b *testing.B) {
+	const total, batch = 200_000, 1000
+	s := openSQLite(b, filepath.Join(b.TempDir(), "bench.db"))
+	ctx := context.Background()
+	providers := []string{"acme", "globex", "initech", "umbrella"}
+	now := time.Now().UTC()
+	rs := make([]job.Result, batch)
+	var middle *recorder.Cursor
+	for n := 0; n < total; n += batch {
+		for i := range rs {
+			k := n + i
+			status := job.StatusSucceeded
+			switch {
+			case k%100 == 7:
+				status = job.StatusFailed
+			case k%50 == 3:
+				status = job.StatusRetrying
+			}
+			rs[i] = job.Result{
+				V: 1, JobID: fmt.Sprintf("%08x-bench", uint32(k)*2654435761), Provider: providers[k%len(providers)],
+				Task: "create_invoice", Batch: fmt.Sprintf("batch-%d", k%10), Attempt: 1, Status: status,
+				HTTPStatus: 201, LatencyMS: 640, EnqueuedAt: now, StartedAt: now, FinishedAt: now.Add(640 * time.Millisecond),
+				WorkerID: "worker-1",
+			}
+		}
+		before := time.Now()
+		if err := s.Record(ctx, rs); err != nil {
+			b.Fatal(err)
+		}
+		if n == total/2 {
+			page, err := s.Jobs(ctx, recorder.JobFilter{Since: before, Limit: 1})
+			if err != nil || len(page.Jobs) != 1 {
+				b.Fatalf("Jobs = %+v, %v", page, err)
+			}
+			middle = &recorder.Cursor{UpdatedAt: page.Jobs[0].UpdatedAt, JobID: page.Jobs[0].JobID}
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		f    recorder.JobFilter
+	}{
+		{"provider", recorder.JobFilter{Provider: "globex"}},
+		{"provider+status", recorder.JobFilter{Provider: "umbrella", Status: job.StatusFailed}},
+		{"status", recorder.JobFilter{Status: job.StatusFailed}},
+		{"batch", recorder.JobFilter{Batch: "batch-3"}},
+		{"none", recorder.JobFilter{}},
+	} {
+		for _, at := range []string{"first", "middle"} {
+			f := bc.f
+			if at == "middle" {
+				f.After = middle
+			}
+			b.Run(bc.name+"/"+at, func(b *testing.B) {
+				for b.Loop() {
+					page, err := s.Jobs(ctx, f)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(page.Jobs) != recorder.DefaultPageSize {
+						b.Fatalf("page of %d rows", len(page.Jobs))
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSQLiteJobsFeedMissesNothing follows the feed while four writers
+// record at once, as a client of the query API polling for changes would:
+// it pages until Next is nil, then polls again from the last row it saw.
+// Once the writers are done and the follower has caught up, it has seen
+// every job. Stamps taken before the write lock would let a batch commit
+// behind the follower's cursor and be missed.
+func TestSQLiteJobsFeedMissesNothing(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "recorder.db"))
+	ctx := context.Background()
+	const writers, batches, per = 4, 40, 10
+	var (
+		wg   sync.WaitGroup
+		done atomic.Bool
+	)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				rs := make([]job.Result, per)
+				for i := range rs {
+					rs[i] = storetest.Result(fmt.Sprintf("w%d-%03d-%02d", w, b, i), 1, job.StatusSucceeded)
+				}
+				if err := s.Record(ctx, rs); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); done.Store(true) }()
+
+	seen := make(map[string]bool)
+	var after *recorder.Cursor
+	for caughtUp := false; !caughtUp; {
+		// Checked before the page, so the page after the writers end is
+		// read in full.
+		caughtUp = done.Load()
+		for {
+			page, err := s.Jobs(ctx, recorder.JobFilter{After: after, Limit: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page.Jobs {
+				seen[r.JobID] = true
+				after = &recorder.Cursor{UpdatedAt: r.UpdatedAt, JobID: r.JobID}
+			}
+			if page.Next == nil {
+				break
+			}
+		}
+	}
+	if len(seen) != writers*batches*per {
+		t.Errorf("the follower saw %d jobs, want %d", len(seen), writers*batches*per)
+	}
 }

@@ -48,8 +48,11 @@ type Store interface {
 	// JobID) ascending, and the cursor of the next page (nil after the
 	// last). Rows come without Response, Meta and AttemptRows; Job has
 	// them. The order makes the listing a change feed: a row updated while
-	// a client pages moves behind the cursor and shows up again, so paging
-	// until Next is nil never misses a row that changed since f.Since.
+	// a client pages moves behind the cursor and shows up again. UpdatedAt
+	// is the writing recorder's clock when it wrote, though, so with
+	// several recorder replicas (or a transaction that commits late) a row
+	// can land just behind a cursor; a poller that must see every change
+	// re-reads with Since a few seconds before its last cursor.
 	Jobs(ctx context.Context, f JobFilter) (Page, error)
 	// Stats returns, per provider, the number of stored jobs by current
 	// status and the calls finished in each of the windows ending at
@@ -185,6 +188,8 @@ type Pruned struct {
 	Jobs int
 	// Bodies is the number of stored responses cleared.
 	Bodies int
+	// Rollups is the number of per-minute latency rows deleted.
+	Rollups int
 }
 
 // AttemptRow is the outcome of one attempt of a job.
@@ -211,6 +216,14 @@ func checkResult(i int, r *job.Result) error {
 		return fmt.Errorf("result %d (job %s): unknown status %q: %w", i, r.JobID, r.Status, ErrInvalidResult)
 	case r.Attempt < 0:
 		return fmt.Errorf("result %d (job %s): negative attempt %d: %w", i, r.JobID, r.Attempt, ErrInvalidResult)
+	case !storableTime(r.EnqueuedAt) || !storableTime(r.StartedAt) || !storableTime(r.FinishedAt):
+		return fmt.Errorf("result %d (job %s): a time outside 1678–2261, which unix nanoseconds cannot hold: %w", i, r.JobID, ErrInvalidResult)
 	}
 	return nil
+}
+
+// storableTime reports whether t is zero ("unknown") or fits the unix
+// nanoseconds both stores keep, rather than overflowing silently.
+func storableTime(t time.Time) bool {
+	return t.IsZero() || t.Year() >= 1678 && t.Year() <= 2261
 }
