@@ -37,7 +37,7 @@ func TestDefinitionsAcceptedByNatsCLI(t *testing.T) {
 			t.Fatalf("nats %v: %v\n%s", args, err, out)
 		}
 	}
-	for _, file := range []string{"jobs.json", "results.json", "dlq.json"} {
+	for _, file := range []string{"jobs.json", "results.json", "dlq.json", "events.json"} {
 		nats("stream", "add", "--config", file)
 	}
 	consumer := filepath.Join(t.TempDir(), "work_acme_live.json")
@@ -53,7 +53,7 @@ func TestDefinitionsAcceptedByNatsCLI(t *testing.T) {
 
 	_, js := srv.Connect(t)
 	ctx := context.Background()
-	for _, name := range []string{streams.Jobs, streams.Results, streams.DLQ} {
+	for _, name := range streams.All {
 		before := streamConfig(t, js, name)
 		if _, err := natsx.ApplyStream(ctx, js, streams.Stream(name), nil, natstest.Logger(t)); err != nil {
 			t.Fatalf("apply %s over the CLI's: %v", name, err)

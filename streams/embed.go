@@ -14,7 +14,7 @@ import (
 	"strings"
 )
 
-//go:embed jobs.json results.json dlq.json consumer-*.json
+//go:embed jobs.json results.json dlq.json events.json consumer-*.json
 var files embed.FS
 
 // Names of the streams and of the recorder's consumer.
@@ -22,12 +22,16 @@ const (
 	Jobs     = "JOBS"
 	Results  = "RESULTS"
 	DLQ      = "DLQ"
+	Events   = "EVENTS"
 	Recorder = "recorder"
 )
 
-var streamFiles = map[string]string{Jobs: "jobs.json", Results: "results.json", DLQ: "dlq.json"}
+var streamFiles = map[string]string{Jobs: "jobs.json", Results: "results.json", DLQ: "dlq.json", Events: "events.json"}
 
-// Stream returns the definition of one stream: Jobs, Results or DLQ.
+// All names every stream, in the order services apply them.
+var All = []string{Jobs, Results, DLQ, Events}
+
+// Stream returns the definition of one stream: Jobs, Results, DLQ or Events.
 func Stream(name string) []byte { return mustRead(streamFiles[name]) }
 
 // RecorderConsumer returns the definition of the recorder's durable consumer

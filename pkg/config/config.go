@@ -15,6 +15,7 @@ import (
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 
+	"github.com/switchyard-io/switchyard/pkg/gateway"
 	"github.com/switchyard-io/switchyard/pkg/job"
 	"github.com/switchyard-io/switchyard/pkg/logging"
 	"github.com/switchyard-io/switchyard/pkg/natsx"
@@ -30,6 +31,7 @@ type Config struct {
 	NATS      natsx.Config               `koanf:"nats"`
 	Worker    worker.Config              `koanf:"worker"`
 	Recorder  recorder.Config            `koanf:"recorder"`
+	Gateway   gateway.Config             `koanf:"gateway"`
 	Providers map[string]provider.Config `koanf:"providers"`
 }
 
@@ -58,6 +60,11 @@ const (
 	delim    = "."
 	envLevel = "__"
 )
+
+// ClientEnv are SWITCHYARD_ variables that configure the switchyard CLI as
+// a client of a running system, not a service; Load ignores them rather
+// than rejecting them as unknown keys, so one shell can hold both.
+var ClientEnv = []string{"SWITCHYARD_API", "SWITCHYARD_API_TOKEN"}
 
 // Load reads the configuration in layers, each overriding the one before:
 // built-in defaults, opts.Defaults, opts.File, the environment, opts.Flags.
@@ -91,9 +98,14 @@ func Load(opts Options) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	err = k.Load(env.Provider(delim, env.Opt{
-		Prefix:        EnvPrefix,
-		EnvironFunc:   func() []string { return environ },
-		TransformFunc: func(name, v string) (string, any) { return envKey(name), v },
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, v string) (string, any) {
+			if slices.Contains(ClientEnv, name) {
+				return "", nil // koanf skips an empty key
+			}
+			return envKey(name), v
+		},
 	}), nil)
 	if err != nil {
 		return nil, fmt.Errorf("config: environment: %w", err)
@@ -130,7 +142,7 @@ func envKeys(environ []string) (map[string]string, error) {
 	keys := make(map[string]string)
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix) {
+		if !strings.HasPrefix(name, EnvPrefix) || slices.Contains(ClientEnv, name) {
 			continue
 		}
 		key := envKey(name)
@@ -149,6 +161,7 @@ func (c Config) withDefaults() Config {
 	c.NATS = c.NATS.WithDefaults()
 	c.Worker = c.Worker.WithDefaults()
 	c.Recorder = c.Recorder.WithDefaults()
+	c.Gateway = c.Gateway.WithDefaults()
 	ps := make(map[string]provider.Config, len(c.Providers))
 	for name, p := range c.Providers {
 		ps[name] = p.WithDefaults()
@@ -170,6 +183,7 @@ func (c Config) validate() error {
 	check("nats", c.NATS.Validate())
 	check("worker", c.Worker.Validate())
 	check("recorder", c.Recorder.Validate())
+	check("gateway", c.Gateway.Validate())
 	for _, name := range slices.Sorted(maps.Keys(c.Providers)) {
 		if !job.ValidToken(name) {
 			check("providers", fmt.Errorf("%q is not a valid provider name (want [a-z0-9_-]{1,64})", name))

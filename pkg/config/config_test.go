@@ -406,3 +406,97 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("durations not parsed: recorder=%+v", c.Recorder)
 	}
 }
+
+// TestLoadIgnoresClientEnv: the CLI's client variables share the prefix
+// but are not configuration keys; a service must start beside them, and
+// an unknown key must still be rejected.
+func TestLoadIgnoresClientEnv(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(config.Options{Env: []string{
+		"SWITCHYARD_API=http://10.0.0.5:8472", "SWITCHYARD_API_TOKEN=s3cret", "SWITCHYARD_WORKER__MAX_BATCH=30",
+	}})
+	if err != nil {
+		t.Fatalf("Load with the CLI's variables set: %v", err)
+	}
+	if c.Worker.MaxBatch != 30 {
+		t.Errorf("worker.max_batch = %d, want 30", c.Worker.MaxBatch)
+	}
+	if _, err := config.Load(config.Options{Env: []string{"SWITCHYARD_APIS=x"}}); err == nil {
+		t.Error("an unknown SWITCHYARD_ variable was accepted")
+	}
+}
+
+// TestLoadGateway: the gateway section takes its defaults, reads tokens
+// from the environment as a comma-separated list, and refuses to listen
+// beyond loopback without them.
+func TestLoadGateway(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		file    string
+		env     []string
+		wantErr string
+		check   func(t *testing.T, c *config.Config)
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, c *config.Config) {
+				g := c.Gateway
+				if g.Listen != "127.0.0.1:8473" || len(g.Tokens) != 0 || g.MaxBody != 1<<20 || g.MaxStreamBytes != 256<<20 ||
+					g.Window != 1024 || g.PublishTimeout != 10*time.Second || g.RetryAfter != 5*time.Second {
+					t.Errorf("gateway = %+v", g)
+				}
+			},
+		},
+		{
+			name: "file",
+			file: "gateway:\n  listen: 0.0.0.0:9000\n  tokens: [alpha, beta]\n  max_body: 65536\n  window: 64\n  publish_timeout: 3s\n",
+			check: func(t *testing.T, c *config.Config) {
+				g := c.Gateway
+				if g.Listen != "0.0.0.0:9000" || len(g.Tokens) != 2 || g.Tokens[1] != "beta" || g.MaxBody != 65536 || g.Window != 64 || g.PublishTimeout != 3*time.Second {
+					t.Errorf("gateway = %+v", g)
+				}
+			},
+		},
+		{
+			name: "tokens from the environment",
+			env:  []string{"SWITCHYARD_GATEWAY__LISTEN=:9000", "SWITCHYARD_GATEWAY__TOKENS=alpha,beta"},
+			check: func(t *testing.T, c *config.Config) {
+				if g := c.Gateway; len(g.Tokens) != 2 || g.Tokens[0] != "alpha" || g.Tokens[1] != "beta" {
+					t.Errorf("gateway.tokens = %q", g.Tokens)
+				}
+			},
+		},
+		{
+			name:    "beyond loopback without tokens",
+			env:     []string{"SWITCHYARD_GATEWAY__LISTEN=:9000"},
+			wantErr: "config: gateway: tokens: required when listen (:9000) is not a loopback address",
+		},
+		{
+			name:    "unknown key",
+			file:    "gateway:\n  token: s3cret\n",
+			wantErr: "config: gateway.token: unknown key",
+		},
+		{
+			name:    "bad value",
+			file:    "gateway:\n  window: 0.5\n",
+			wantErr: "config: gateway.window: 0.5 is not a whole number",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := config.Options{Env: tt.env}
+			if opts.Env == nil {
+				opts.Env = []string{}
+			}
+			if tt.file != "" {
+				opts.File = writeConfig(t, tt.file)
+			}
+			c, err := config.Load(opts)
+			if checkErr(t, err, tt.wantErr) && tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}

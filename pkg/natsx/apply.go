@@ -37,7 +37,7 @@ func (d Diff) String() string { return fmt.Sprintf("%s: have %s, want %s", d.Fie
 // ApplyStreams applies every stream of package streams with the given
 // replica count.
 func ApplyStreams(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) error {
-	for _, name := range []string{streams.Jobs, streams.Results, streams.DLQ} {
+	for _, name := range streams.All {
 		if _, err := ApplyStream(ctx, js, streams.Stream(name), Override{"num_replicas": replicas}, logger); err != nil {
 			return err
 		}

@@ -14,6 +14,9 @@ type Config struct {
 	BatchSize int `koanf:"batch_size"`
 	// FetchMaxWait is how long one fetch waits for a full batch. Default 250ms.
 	FetchMaxWait time.Duration `koanf:"fetch_max_wait"`
+	// BatchCheckInterval is how often declared batches that received
+	// results are counted for completion (see package batch). Default 1s.
+	BatchCheckInterval time.Duration `koanf:"batch_check_interval"`
 	// API is the HTTP query API over the store.
 	API APIConfig `koanf:"api"`
 	// Retention bounds how long rows and response bodies are kept.
@@ -52,6 +55,9 @@ func (c Config) WithDefaults() Config {
 	if c.FetchMaxWait == 0 {
 		c.FetchMaxWait = 250 * time.Millisecond
 	}
+	if c.BatchCheckInterval == 0 {
+		c.BatchCheckInterval = time.Second
+	}
 	if c.API.Listen == "" {
 		c.API.Listen = "127.0.0.1:8472"
 	}
@@ -68,6 +74,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("batch_size: %d must be between 1 and 10000", c.BatchSize)
 	case c.FetchMaxWait < 10*time.Millisecond:
 		return fmt.Errorf("fetch_max_wait: %s must be at least 10ms", c.FetchMaxWait)
+	case c.BatchCheckInterval < 10*time.Millisecond:
+		return fmt.Errorf("batch_check_interval: %s must be at least 10ms", c.BatchCheckInterval)
 	case c.Retention.MaxAge < 0 || c.Retention.MaxAge > 0 && c.Retention.MaxAge < time.Minute:
 		return fmt.Errorf("retention.max_age: %s must be 0 (keep forever) or at least 1m", c.Retention.MaxAge)
 	case c.Retention.BodyMaxAge < 0 || c.Retention.BodyMaxAge > 0 && c.Retention.BodyMaxAge < time.Minute:

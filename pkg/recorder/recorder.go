@@ -24,19 +24,36 @@ type Recorder struct {
 	store  Store
 	logger *slog.Logger
 
+	onCommit func(batches ...string)
+
 	mu      sync.Mutex
 	cancel  context.CancelFunc
 	done    chan struct{}
 	healthy bool
 }
 
+// Option configures a Recorder.
+type Option func(*Recorder)
+
+// OnCommit has the recorder call fn after every committed batch with the
+// distinct non-empty batch ids of its results; the batch tracker of
+// package batch learns that way which batches may have completed. fn runs
+// on the recorder's goroutine, so it must not block.
+func OnCommit(fn func(batches ...string)) Option {
+	return func(r *Recorder) { r.onCommit = fn }
+}
+
 // New builds a recorder writing to store.
-func New(js jetstream.JetStream, store Store, cfg Config, logger *slog.Logger) (*Recorder, error) {
+func New(js jetstream.JetStream, store Store, cfg Config, logger *slog.Logger, opts ...Option) (*Recorder, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
-	return &Recorder{cfg: cfg, js: js, store: store, logger: logger.With("component", "recorder"), healthy: true}, nil
+	r := &Recorder{cfg: cfg, js: js, store: store, logger: logger.With("component", "recorder"), healthy: true}
+	for _, o := range opts {
+		o(r)
+	}
+	return r, nil
 }
 
 // Start binds the recorder consumer and starts consuming.
@@ -150,7 +167,15 @@ func (r *Recorder) commit(ctx context.Context, msgs []jetstream.Msg) {
 	keep := msgs[:0]
 	for _, m := range msgs {
 		var res job.Result
-		if err := gojson.Unmarshal(m.Data(), &res); err != nil || !job.ValidID(res.JobID) || !res.Status.Valid() || res.Attempt < 0 {
+		err := gojson.Unmarshal(m.Data(), &res)
+		if err == nil {
+			err = checkResult(0, &res)
+		}
+		if err == nil && !job.ValidID(res.JobID) {
+			err = fmt.Errorf("job id %q is not a job id", res.JobID)
+		}
+		if err != nil {
+			// No store could keep it; retrying would hold the batch forever.
 			r.logger.Error("unreadable result dropped", "subject", m.Subject(), "err", err)
 			_ = m.TermWithReason("unreadable result")
 			continue
@@ -190,6 +215,22 @@ func (r *Recorder) commit(ctx context.Context, msgs []jetstream.Msg) {
 	for _, m := range keep {
 		_ = m.Ack()
 	}
+	if r.onCommit != nil {
+		r.onCommit(batchesOf(results)...)
+	}
+}
+
+// batchesOf returns the distinct non-empty batch ids of results.
+func batchesOf(results []job.Result) []string {
+	seen := map[string]bool{}
+	var ids []string
+	for i := range results {
+		if b := results[i].Batch; b != "" && !seen[b] {
+			seen[b] = true
+			ids = append(ids, b)
+		}
+	}
+	return ids
 }
 
 func (r *Recorder) setHealthy(ok bool) {

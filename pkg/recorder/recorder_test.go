@@ -371,11 +371,19 @@ func TestRecorderDropsUnreadableResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ancient := newResult("bad-ancient", "bad", 1, job.StatusSucceeded)
+	ancient.StartedAt = time.Date(1500, 1, 1, 0, 0, 0, 0, time.UTC)
+	ancientJSON, err := json.Marshal(ancient)
+	if err != nil {
+		t.Fatal(err)
+	}
 	unreadable := map[string][]byte{
-		"not json":         []byte("this is not json"),
-		"empty job_id":     noID,
-		"unknown status":   bogusJSON,
-		"negative attempt": negative,
+		"not json":           []byte("this is not json"),
+		"empty job_id":       noID,
+		"unknown status":     bogusJSON,
+		"negative attempt":   negative,
+		"time out of range":  ancientJSON,
+		"job id with spaces": []byte(`{"v":1,"job_id":"a b","provider":"x","task":"y","attempt":1,"status":"succeeded","batch":"bad"}`),
 	}
 	for name, data := range unreadable {
 		if err := publishRaw(b.pub, job.ResultSubject("x", "y"), "bad:"+name, data); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/natsx"
 	"github.com/switchyard-io/switchyard/pkg/provider"
 	"github.com/switchyard-io/switchyard/pkg/recorder"
+	"github.com/switchyard-io/switchyard/pkg/recorder/api"
 	"github.com/switchyard-io/switchyard/pkg/worker"
 )
 
@@ -42,6 +43,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("switchyard dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	flags := service.NewFlags(fs)
+	flags.Key("api-listen", "recorder.api.listen", "", "`address` of the recorder's query API (default 127.0.0.1:8472; - turns it off)")
 	var o devOptions
 	fs.StringVar(&o.listen, "listen", "127.0.0.1", "`address` the embedded NATS server listens on")
 	fs.IntVar(&o.port, "port", 4222, "NATS client `port` (-1 picks a free one)")
@@ -83,7 +85,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   NATS       %s   (nats --server %s stream ls)
   demo API   %s   (providers demo_a, demo_b)
   results    %s
-`, st.url, st.url, apiURL, cfg.Recorder.Database)
+  query API  %s
+`, st.url, st.url, apiURL, cfg.Recorder.Database, st.queryAPI)
 
 	if o.demo > 0 {
 		err := runDemo(ctx, st.js, st.store, mock, o, stdout)
@@ -135,8 +138,11 @@ type stack struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	store *recorder.SQLite
-	rec   *recorder.Recorder
-	w     *worker.Worker
+	rec   *recorder.Service
+	api   *api.Server
+	// queryAPI says where the query API is, or why it is not.
+	queryAPI string
+	w        *worker.Worker
 }
 
 func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workCfg worker.Config, providers map[string]provider.Config, logger *slog.Logger) (st *stack, err error) {
@@ -160,12 +166,10 @@ func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workC
 	if st.store, err = recorder.OpenSQLite(ctx, recCfg.Database); err != nil {
 		return st, err
 	}
-	if st.rec, err = recorder.New(st.js, st.store, recCfg, logger); err != nil {
+	if st.rec, err = recorder.StartService(ctx, st.js, st.store, recCfg, logger); err != nil {
 		return st, err
 	}
-	if err = st.rec.Start(ctx); err != nil {
-		return st, err
-	}
+	st.startQueryAPI(ctx, recCfg.API, logger)
 	ps, err := provider.NewAll(providers)
 	if err != nil {
 		return st, err
@@ -176,10 +180,39 @@ func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workC
 	return st, st.w.Start(ctx)
 }
 
-// stop shuts down in the one safe order: the worker first, so calls in
-// flight can still store their results; then the recorder, so those results
-// are written; then the connection and the server.
+// startQueryAPI serves the recorder's query API. Unlike the NATS port, a
+// taken API port does not stop dev: the API is for looking, and another
+// recorder (or dev) may well hold the default port. The startup output
+// says so instead.
+func (st *stack) startQueryAPI(ctx context.Context, cfg recorder.APIConfig, logger *slog.Logger) {
+	st.api = api.NewServer(cfg, st.store, api.ReadyWhen(st.rec.Recorder.Healthy, "the last write to the results store failed"), logger, api.WithDeclarations(st.rec.Registry))
+	switch err := st.api.Start(ctx); {
+	case err != nil:
+		logger.Warn("query API not started", "err", err)
+		st.queryAPI = fmt.Sprintf("off: %v (pick another with --api-listen)", err)
+	case !api.Enabled(cfg):
+		st.queryAPI = "off (--api-listen -)"
+	default:
+		hint := "switchyard jobs ls"
+		if u := st.api.URL(); u != defaultAPI {
+			hint += " --api " + u
+		}
+		st.queryAPI = fmt.Sprintf("%s   (%s)", st.api.URL(), hint)
+	}
+}
+
+// stop shuts down in the one safe order: the query API first, as it reads
+// the store; the worker next, so calls in flight can still store their
+// results; then the recorder, so those results are written; then the
+// connection and the server.
 func (st *stack) stop(logger *slog.Logger) {
+	if st.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := st.api.Shutdown(ctx); err != nil {
+			logger.Warn("query API shutdown cut requests short", "err", err)
+		}
+		cancel()
+	}
 	if st.w != nil {
 		st.w.Stop(context.Background())
 	}
