@@ -1,6 +1,6 @@
-// Command switchyard is the operator's tool. Today it has one subcommand,
-// dev, which runs the whole system in one process on an embedded NATS
-// server, a SQLite file and a demo provider.
+// Command switchyard is the operator's tool: dev runs the whole system in
+// one process on an embedded NATS server, a SQLite file and a demo
+// provider; jobs asks the recorder's query API about jobs.
 package main
 
 import (
@@ -17,10 +17,14 @@ import (
 const usage = `switchyard — outbound third-party API calls through NATS JetStream
 
 Usage:
-  switchyard dev [flags]   run everything in one process (embedded NATS, SQLite, demo provider)
-  switchyard help          show this help
+  switchyard dev [flags]          run everything in one process (embedded NATS, SQLite, demo provider)
+  switchyard jobs show <id>       one job's status, attempts and last response, from the recorder's query API
+  switchyard jobs ls [flags]      list jobs: --provider --task --status --batch --since --limit --all
+  switchyard enqueue [flags] FILE enqueue jobs from NDJSON or CSV (+ --template); - reads stdin
+  switchyard batch status <id>    a batch's progress; --wait until every job is final
+  switchyard help                 show this help
 
-Run 'switchyard dev -h' for the flags of dev.
+Run 'switchyard dev -h' for the flags of dev, 'switchyard jobs help' for those of jobs.
 `
 
 func main() {
@@ -37,6 +41,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "dev":
 		return runDev(ctx, args[1:], stdout, stderr)
+	case "jobs":
+		return runJobs(ctx, args[1:], stdout, stderr)
+	case "batch":
+		return runBatch(ctx, args[1:], stdout, stderr)
+	case "enqueue":
+		return runEnqueue(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
