@@ -96,7 +96,27 @@ func (r *Recorder) Healthy() bool {
 	return r.healthy
 }
 
+// run fetches and decodes the next batch while the previous one is being
+// committed: with one goroutine doing both in turn, the store sat idle
+// during every fetch and the fetch during every commit, and a PostgreSQL
+// recorder used little more than one core's worth of either.
 func (r *Recorder) run(ctx context.Context, c jetstream.Consumer) {
+	// One decoded batch waits while another commits; more would only
+	// hold messages longer before their ack.
+	batches := make(chan decoded, 1)
+	go func() {
+		defer close(batches)
+		r.fetchLoop(ctx, c, batches)
+	}()
+	for b := range batches {
+		r.commit(ctx, b)
+	}
+}
+
+// fetchLoop fetches and decodes batches into out until ctx ends. A batch
+// in hand is always handed over, even after ctx ended: the committer
+// drains out before it stops.
+func (r *Recorder) fetchLoop(ctx context.Context, c jetstream.Consumer, out chan<- decoded) {
 	pause := time.Duration(0)
 	for ctx.Err() == nil {
 		if pause > 0 {
@@ -110,7 +130,9 @@ func (r *Recorder) run(ctx context.Context, c jetstream.Consumer) {
 		// Messages in hand are committed even when the fetch then failed:
 		// dropped, they would wait out ack_wait before redelivery.
 		if len(msgs) > 0 {
-			r.commit(ctx, msgs)
+			if b := r.decode(msgs); len(b.msgs) > 0 {
+				out <- b
+			}
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -159,10 +181,17 @@ func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
 	return msgs, err
 }
 
-// commit writes one batch and acks it. Unreadable results are terminated
-// (logged, never retried); the rest are retried until the store takes them
-// or the recorder stops, when they are naked for another replica.
-func (r *Recorder) commit(ctx context.Context, msgs []jetstream.Msg) {
+// decoded is a fetched batch ready to commit: its readable messages and
+// their results, in the same order.
+type decoded struct {
+	msgs    []jetstream.Msg
+	results []job.Result
+}
+
+// decode parses a batch. Unreadable results are terminated (logged, never
+// retried): no store could keep them, and retrying would hold the batch
+// forever.
+func (r *Recorder) decode(msgs []jetstream.Msg) decoded {
 	results := make([]job.Result, 0, len(msgs))
 	keep := msgs[:0]
 	for _, m := range msgs {
@@ -175,7 +204,6 @@ func (r *Recorder) commit(ctx context.Context, msgs []jetstream.Msg) {
 			err = fmt.Errorf("job id %q is not a job id", res.JobID)
 		}
 		if err != nil {
-			// No store could keep it; retrying would hold the batch forever.
 			r.logger.Error("unreadable result dropped", "subject", m.Subject(), "err", err)
 			_ = m.TermWithReason("unreadable result")
 			continue
@@ -183,9 +211,14 @@ func (r *Recorder) commit(ctx context.Context, msgs []jetstream.Msg) {
 		results = append(results, res)
 		keep = append(keep, m)
 	}
-	if len(results) == 0 {
-		return
-	}
+	return decoded{msgs: keep, results: results}
+}
+
+// commit stores one decoded batch and acks it, retrying until the store
+// takes it or the recorder stops, when the batch is naked for another
+// replica.
+func (r *Recorder) commit(ctx context.Context, b decoded) {
+	results, keep := b.results, b.msgs
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
 		// A batch in hand is committed even when Stop comes meanwhile.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

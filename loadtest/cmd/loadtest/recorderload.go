@@ -155,7 +155,7 @@ func runRecorderLoad(ctx context.Context, o options, sc *Scenario, r *Report, ro
 		run.RecorderMicros = float64((p.last.CPU - p.first.CPU).Microseconds()) / float64(sc.Jobs)
 	}
 
-	store, err := recorder.OpenSQLite(ctx, database)
+	store, err := recorder.Open(ctx, database)
 	if err != nil {
 		return fmt.Errorf("open the store to count: %w", err)
 	}
