@@ -29,10 +29,10 @@ import (
 const (
 	// EnvURL names a server to create test databases on instead of
 	// starting one, e.g. postgres://postgres@127.0.0.1:5432/postgres.
-	EnvURL = "SWITCHYARD_POSTGRES_URL"
+	EnvURL = "TEST_POSTGRES_URL"
 	// EnvRequire, set to 1, turns "no PostgreSQL here" from a skip into a
 	// failure, so that CI cannot pass without running the tests.
-	EnvRequire = "SWITCHYARD_REQUIRE_POSTGRES"
+	EnvRequire = "TEST_REQUIRE_POSTGRES"
 )
 
 // Timeouts of the steps of running a server. They are generous because a

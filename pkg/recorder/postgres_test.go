@@ -821,7 +821,7 @@ func TestRecorderPostgresDown(t *testing.T) {
 // BenchmarkPostgresRecord is BenchmarkSQLiteRecord on PostgreSQL: batches
 // of 1,000 results with a small response and meta each, one job in 20
 // retried once across two batches, ids sequential or random. The server is
-// pgtest's (fsync off) unless SWITCHYARD_POSTGRES_URL names another.
+// pgtest's (fsync off) unless TEST_POSTGRES_URL names another.
 func BenchmarkPostgresRecord(b *testing.B) {
 	for _, ids := range []string{"sequential", "uuid"} {
 		b.Run("ids="+ids, func(b *testing.B) {

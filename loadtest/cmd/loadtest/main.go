@@ -60,7 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.noBuild, "no-build", false, "use the binaries already in --bin")
 	fs.BoolVar(&o.keepData, "keep-data", false, "keep the NATS storage and the SQLite file (their path is logged)")
 	fs.BoolVar(&o.ceilingOnly, "ceiling-only", false, "run only the plain-Go ceiling against the mock API")
-	fs.StringVar(&o.postgresURL, "postgres", "", "PostgreSQL `URL` for scenarios with database: postgres (default $SWITCHYARD_POSTGRES_URL)")
+	fs.StringVar(&o.postgresURL, "postgres", "", "PostgreSQL `URL` for scenarios with database: postgres (default $TEST_POSTGRES_URL)")
 	fs.StringVar(&o.natsURL, "nats", "", "connect mode: NATS `URL` of a running stack")
 	fs.StringVar(&o.mockURL, "mock", "", "connect mode: base `URL` of a running mock API")
 	fs.StringVar(&o.dbPath, "db", "", "connect mode: the running recorder's SQLite `file`")

@@ -181,9 +181,9 @@ func recorderDatabase(o options, sc *Scenario) (string, error) {
 	if sc.Database != databasePostgres {
 		return databaseSQLite, nil
 	}
-	url := cmpOr(o.postgresURL, os.Getenv("SWITCHYARD_POSTGRES_URL"))
+	url := cmpOr(o.postgresURL, os.Getenv("TEST_POSTGRES_URL"))
 	if url == "" {
-		return "", fmt.Errorf("scenario %s records into PostgreSQL: give its URL with --postgres or SWITCHYARD_POSTGRES_URL", sc.Name)
+		return "", fmt.Errorf("scenario %s records into PostgreSQL: give its URL with --postgres or TEST_POSTGRES_URL", sc.Name)
 	}
 	return url, nil
 }

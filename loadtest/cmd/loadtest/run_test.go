@@ -202,7 +202,7 @@ timeout: 1m
 
 // TestRunRecorderPostgresNeedsURL checks the error before anything starts.
 func TestRunRecorderPostgresNeedsURL(t *testing.T) {
-	t.Setenv("SWITCHYARD_POSTGRES_URL", "")
+	t.Setenv("TEST_POSTGRES_URL", "")
 	scenario := writeScenario(t, "pg.yaml", "name: pg\ndescription: d\nkind: recorder\ndatabase: postgres\njobs: 10\n")
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"--scenario", scenario, "--bin", t.TempDir(), "--reports", t.TempDir(), "--no-build"}, &stdout, &stderr)

@@ -34,7 +34,7 @@ type Scenario struct {
 	Kind string `koanf:"kind" json:"kind"`
 	// Database is the recorder's store: "sqlite" (the default, a file in
 	// the run's data directory) or, for kind recorder, "postgres": the
-	// database at --postgres (or SWITCHYARD_POSTGRES_URL). The run's rows
+	// database at --postgres (or TEST_POSTGRES_URL). The run's rows
 	// are told apart by a batch id of their own, so nothing is emptied.
 	Database string `koanf:"database" json:"database"`
 	// Jobs is how many jobs are enqueued on Lane. Required.
