@@ -192,6 +192,9 @@ func recorderDatabase(o options, sc *Scenario) (string, error) {
 // a response body of sc.PayloadBytes, as a worker would publish it.
 func resultMsg(sc *Scenario, batch string, i int, now time.Time) *nats.Msg {
 	id, _ := uuid.NewV7()
+	if sc.IDs == "random" {
+		id = uuid.New()
+	}
 	jobID := batch + "-" + id.String()
 	started := now.Add(time.Duration(i) * time.Microsecond)
 	res := job.Result{

@@ -37,6 +37,11 @@ type Scenario struct {
 	// database at --postgres (or TEST_POSTGRES_URL). The run's rows
 	// are told apart by a batch id of their own, so nothing is emptied.
 	Database string `koanf:"database" json:"database"`
+	// IDs, for kind recorder, orders the job ids of the results: "uuid7"
+	// (the default: time-ordered, as producers generate them) or "random"
+	// (UUIDv4, as content-derived or natural ids are), which a B-tree
+	// store inserts at random places.
+	IDs string `koanf:"ids" json:"ids,omitempty"`
 	// Jobs is how many jobs are enqueued on Lane. Required.
 	Jobs int `koanf:"jobs" json:"jobs"`
 	// Provider and Task name the subject jobs.<provider>.<lane>.<task>.
@@ -290,6 +295,7 @@ func (s *Scenario) withDefaults() {
 	s.Database = cmpOr(s.Database, databaseSQLite)
 	if s.Kind == kindRecorder {
 		s.Ceiling.Skip = true
+		s.IDs = cmpOr(s.IDs, "uuid7")
 	}
 	s.Provider = cmpOr(s.Provider, defaultProvider)
 	s.Task = cmpOr(s.Task, defaultTask)
@@ -340,6 +346,9 @@ func (s *Scenario) Validate() error {
 		bad("database", "%q must be sqlite or postgres", s.Database)
 	case s.Database == databasePostgres && s.Kind != kindRecorder:
 		bad("database", "postgres needs kind recorder (the pipeline's progress is read from SQLite)")
+	}
+	if s.IDs != "" && (s.Kind != kindRecorder || s.IDs != "uuid7" && s.IDs != "random") {
+		bad("ids", "%q must be uuid7 or random, with kind recorder", s.IDs)
 	}
 	if s.Jobs < 1 {
 		bad("jobs", "%d must be at least 1 (it is required)", s.Jobs)

@@ -80,7 +80,7 @@ func TestShippedScenariosLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"bulk-500k", "ci-0ms", "ci-latency", "overhead", "recorder-postgres", "recorder-sqlite", "steady-plus-bulk"}
+	want := []string{"bulk-500k", "ci-0ms", "ci-latency", "overhead", "recorder-postgres-random", "recorder-postgres", "recorder-sqlite-random", "recorder-sqlite", "steady-plus-bulk"}
 	var names []string
 	for _, f := range files {
 		sc, err := LoadScenario(f)
@@ -158,6 +158,8 @@ func TestScenarioErrorsNameTheField(t *testing.T) {
 		{"kind", "jobs: 1\nkind: worker\n", []string{`kind: "worker" must be pipeline or recorder`}},
 		{"database", "jobs: 1\nkind: recorder\ndatabase: mysql\n", []string{`database: "mysql" must be sqlite or postgres`}},
 		{"postgres pipeline", "jobs: 1\ndatabase: postgres\n", []string{"database: postgres needs kind recorder"}},
+		{"ids", "jobs: 1\nkind: recorder\nids: v4\n", []string{`ids: "v4" must be uuid7 or random`}},
+		{"ids in a pipeline", "jobs: 1\nids: random\n", []string{"ids:", "with kind recorder"}},
 		{"not yaml", "jobs: [1\n", []string{"s.yaml"}},
 	}
 	for _, tc := range tests {
