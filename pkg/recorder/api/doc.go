@@ -9,7 +9,7 @@
 //
 //	GET /v1/jobs/{id}          one job: its row, every attempt, the last response
 //	GET /v1/jobs?…             job rows, keyset-paginated (see below)
-//	GET /v1/batches/{id}       a batch: jobs per status, total, whether all are final
+//	GET /v1/batches/{id}       a batch: jobs per status, total, expected and pending, whether all are final
 //	GET /v1/stats?window=…     per provider: jobs per status, calls and latency per window
 //	GET /healthz               200 while the process serves HTTP
 //	GET /readyz                200 when the store answers a ping and the ready func
@@ -85,11 +85,16 @@
 //
 // # GET /v1/batches/{id}
 //
-// 404 when no job of the batch was recorded. final is true when every
-// recorded job of the batch has a final status; the recorder cannot know of
-// jobs that have no result yet.
+// 404 when no job of the batch was recorded and it was not declared. For a
+// batch its producer declared (package batch), expected is its size,
+// pending the jobs without a final status yet, and final is true once
+// pending is 0; completed_at is when the recorder published
+// events.batch.<id>.completed. For an undeclared batch, final is true when
+// every recorded job has a final status: the recorder cannot know of jobs
+// that have no result yet.
 //
-//	{"batch": "nightly", "total": 14, "counts": {"retrying": 3, "succeeded": 11}, "final": false}
+//	{"batch": "nightly", "total": 14, "counts": {"retrying": 3, "succeeded": 11}, "final": false,
+//	 "declared": true, "expected": 20, "pending": 9, "declared_at": "2026-11-21T04:00:00Z"}
 //
 // # GET /v1/stats
 //
