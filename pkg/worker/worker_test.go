@@ -323,6 +323,10 @@ func TestExpiredJobIsNeverCalled(t *testing.T) {
 	if row.Status != job.StatusExpired || b.api.Calls("too-late") != 0 {
 		t.Fatalf("status %s with %d calls, want expired with none", row.Status, b.api.Calls("too-late"))
 	}
+	// Never called: no start and no latency, so no call in the stats.
+	if !row.StartedAt.IsZero() || row.LatencyMS != 0 || row.FinishedAt.IsZero() {
+		t.Errorf("expired job started %v, latency %d ms, finished %v; want no start, no latency, a finish", row.StartedAt, row.LatencyMS, row.FinishedAt)
+	}
 }
 
 func TestBadJobsAreDeadLetteredWhileTheWorkerKeepsServing(t *testing.T) {
@@ -396,15 +400,17 @@ func TestBadJobsAreDeadLetteredWhileTheWorkerKeepsServing(t *testing.T) {
 func TestWorkerStoppedMidBatchLosesNothing(t *testing.T) {
 	b := setup(t, mockapi.Config{LatencyMin: 100 * time.Millisecond, LatencyMax: 300 * time.Millisecond})
 	providers := map[string]provider.Config{"acme": b.provider(b.url, func(c *provider.Config) { c.Concurrency = 100 })}
-	// No grace: calls in flight are cancelled at Stop and handed back.
-	first := b.startWorker(t, worker.Config{ID: "first", ShutdownGrace: 1}, providers)
-
+	// The jobs are all in the stream before the worker starts: published
+	// while it ran, on a loaded machine, they could be done as fast as
+	// they came, and there would be no batch to stop in the middle of.
 	const n = 600
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("stop-%03d", i)
 		b.publish(t, newJob(ids[i], "acme", "charge", "/charge"), job.LaneBulk)
 	}
+	// No grace: calls in flight are cancelled at Stop and handed back.
+	first := b.startWorker(t, worker.Config{ID: "first", ShutdownGrace: 1}, providers)
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		c, _ := b.store.BatchCounts(context.Background(), "b1")
 		return c[job.StatusSucceeded] >= 150, fmt.Sprintf("%d succeeded", c[job.StatusSucceeded])
@@ -448,15 +454,17 @@ func mustJSON(v any) []byte {
 
 func TestNATSRestartMidBurstLosesNothing(t *testing.T) {
 	b := setup(t, mockapi.Config{LatencyMin: 100 * time.Millisecond, LatencyMax: 300 * time.Millisecond})
-	b.startWorker(t, worker.Config{}, map[string]provider.Config{
-		"acme": b.provider(b.url, func(c *provider.Config) { c.Concurrency = 50 }),
-	})
+	// Every job is in the stream before the worker starts, so that the
+	// burst is still mid-way when 100 are done, however slow publishing is.
 	const n = 600
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("restart-%03d", i)
 		b.publish(t, newJob(ids[i], "acme", "charge", "/charge"), job.LaneBulk)
 	}
+	b.startWorker(t, worker.Config{}, map[string]provider.Config{
+		"acme": b.provider(b.url, func(c *provider.Config) { c.Concurrency = 50 }),
+	})
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		c, _ := b.store.BatchCounts(context.Background(), "b1")
 		return c[job.StatusSucceeded] >= 100, fmt.Sprintf("%d succeeded", c[job.StatusSucceeded])
