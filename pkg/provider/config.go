@@ -3,6 +3,7 @@ package provider
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strings"
@@ -16,7 +17,64 @@ type Scope string
 const (
 	// ScopeReplica: the limit holds in each worker process separately.
 	ScopeReplica Scope = "replica"
+	// ScopeFleet: the limit holds for every worker replica together. Each
+	// replica takes its share of it among the replicas serving the
+	// provider (see package limit), at least one.
+	ScopeFleet Scope = "fleet"
 )
+
+// FleetPause values: which answers that name a wait stop the provider for
+// every replica, rather than only delaying the job that got them.
+const (
+	// PauseOn429: a 429 with Retry-After (or rate-limit headers saying
+	// when the budget resets) pauses the provider fleet-wide. A 503's
+	// Retry-After delays only its own job. The default.
+	PauseOn429 = "429"
+	// PauseOn429And503: a 503 with Retry-After pauses the fleet too, for
+	// providers that say "slow down" with 503.
+	PauseOn429And503 = "429,503"
+	// PauseOff: each job waits alone; only the adaptive rate reacts.
+	PauseOff = "off"
+)
+
+// Bounds of the rate-limit keys.
+const (
+	// MaxRatePerSecond is the highest rate limit accepted, in calls/s.
+	MaxRatePerSecond = 1e6
+	// MinRatePer is the shortest rate_limit.per.
+	MinRatePer = time.Millisecond
+)
+
+// RateLimit caps how fast calls start, across the whole fleet: at most
+// Rate calls per Per on average, with at most Burst at once after a quiet
+// spell. Every replica serving the provider takes its share (see package
+// limit for how, and for the error bounds).
+type RateLimit struct {
+	// Rate is the number of calls allowed per Per, for all replicas
+	// together. 0, the default, sets no rate; the rate still adapts down
+	// on 429s that give no other guidance, and follows a RateLimit-Policy
+	// header when the provider sends one.
+	Rate float64 `koanf:"rate"`
+	// Per is the period Rate counts over. Default 1s.
+	Per time.Duration `koanf:"per"`
+	// Burst is how many calls may start at once after a quiet spell, for
+	// the fleet. Default: a tenth of a second's worth of Rate, at least 1.
+	// Keep it at or below the provider's own burst.
+	Burst int `koanf:"burst"`
+	// Recovery is how long the adaptive rate takes, after a 429 cut it to
+	// 0.7 of what it was, to climb back there while calls succeed. Default
+	// 15s. Shorter recovers sooner and meets the provider's limit more
+	// often.
+	Recovery time.Duration `koanf:"recovery"`
+}
+
+// PerSecond returns the rate in calls per second, 0 when none is set.
+func (r RateLimit) PerSecond() float64 {
+	if r.Rate <= 0 || r.Per <= 0 {
+		return 0
+	}
+	return r.Rate * float64(time.Second) / float64(r.Per)
+}
 
 // MaxResponseBodyLimit is the largest response body a result may keep:
 // with its headers and the job's meta, a result stays well inside NATS's
@@ -32,14 +90,26 @@ type Config struct {
 	Auth AuthConfig `koanf:"auth"`
 	// Concurrency caps the calls in flight. Default 100.
 	Concurrency int `koanf:"concurrency"`
-	// ConcurrencyScope says where Concurrency holds. Only "replica" exists
-	// today, and it must be said explicitly or left to its default.
+	// ConcurrencyScope says where Concurrency holds: "replica" (the
+	// default), in each worker process; "fleet", for all replicas together,
+	// each holding its share and at least one.
 	ConcurrencyScope Scope `koanf:"concurrency_scope"`
 	// LiveReserve is how many of Concurrency only the live lane may use, so a
 	// bulk backlog never takes every slot. It is always below Concurrency, so
 	// bulk keeps at least one. Default Concurrency/10, at least 1 when
-	// Concurrency is 2 or more (0 means the default).
+	// Concurrency is 2 or more (0 means the default). With the fleet scope
+	// it is divided among the replicas like Concurrency.
 	LiveReserve int `koanf:"live_reserve"`
+	// RateLimit caps the calls started per second across the fleet.
+	RateLimit RateLimit `koanf:"rate_limit"`
+	// DailyQuota caps the calls per UTC day across the fleet; 0, the
+	// default, sets none. When it is spent the provider's lanes stop
+	// fetching: jobs wait in the stream without spending attempts, and
+	// resume the next UTC day.
+	DailyQuota int64 `koanf:"daily_quota"`
+	// FleetPause says which answers naming a wait pause the provider for
+	// every replica: "429" (the default), "429,503" or "off".
+	FleetPause string `koanf:"fleet_pause"`
 	// Timeout bounds one call, from dial to the last body byte. Default 30s.
 	Timeout time.Duration `koanf:"timeout"`
 	// MaxAttempts is the default number of attempts per job. Default 5.
@@ -78,6 +148,18 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.LiveReserve == 0 && c.Concurrency >= 2 {
 		c.LiveReserve = max(1, c.Concurrency/10)
+	}
+	if c.RateLimit.Per == 0 {
+		c.RateLimit.Per = time.Second
+	}
+	if c.RateLimit.Burst == 0 && c.RateLimit.Rate > 0 {
+		c.RateLimit.Burst = max(1, int(math.Ceil(c.RateLimit.PerSecond()/10)))
+	}
+	if c.RateLimit.Recovery == 0 {
+		c.RateLimit.Recovery = 15 * time.Second
+	}
+	if c.FleetPause == "" {
+		c.FleetPause = PauseOn429
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second
@@ -119,8 +201,8 @@ func (c Config) Validate() error {
 	if c.Concurrency < 1 {
 		return fmt.Errorf("concurrency: %d must be at least 1", c.Concurrency)
 	}
-	if c.ConcurrencyScope != ScopeReplica {
-		return fmt.Errorf("concurrency_scope: %q is not supported (want %q)", c.ConcurrencyScope, ScopeReplica)
+	if c.ConcurrencyScope != ScopeReplica && c.ConcurrencyScope != ScopeFleet {
+		return fmt.Errorf("concurrency_scope: %q must be %q or %q", c.ConcurrencyScope, ScopeReplica, ScopeFleet)
 	}
 	if c.LiveReserve < 0 || (c.LiveReserve >= c.Concurrency && c.LiveReserve > 0) {
 		return fmt.Errorf("live_reserve: %d must be below concurrency (%d), so that bulk keeps a slot", c.LiveReserve, c.Concurrency)
@@ -134,10 +216,43 @@ func (c Config) Validate() error {
 	if c.BackoffBase <= 0 || c.BackoffCap < c.BackoffBase {
 		return fmt.Errorf("backoff_base, backoff_cap: want 0 < base (%s) <= cap (%s)", c.BackoffBase, c.BackoffCap)
 	}
+	if err := c.RateLimit.validate(); err != nil {
+		return err
+	}
+	if c.DailyQuota < 0 {
+		return fmt.Errorf("daily_quota: %d must not be negative (0 is no quota)", c.DailyQuota)
+	}
+	switch c.FleetPause {
+	case PauseOn429, PauseOn429And503, PauseOff:
+	default:
+		return fmt.Errorf("fleet_pause: %q must be %q, %q or %q", c.FleetPause, PauseOn429, PauseOn429And503, PauseOff)
+	}
 	if c.ResponseBodyLimit < 0 || c.ResponseBodyLimit > MaxResponseBodyLimit {
 		return fmt.Errorf("response_body_limit: %d must be between 0 and %d (a result must fit in one NATS message)", c.ResponseBodyLimit, MaxResponseBodyLimit)
 	}
 	return c.Auth.validate()
+}
+
+func (r RateLimit) validate() error {
+	switch {
+	case math.IsNaN(r.Rate) || math.IsInf(r.Rate, 0) || r.Rate < 0:
+		return fmt.Errorf("rate_limit.rate: %v must be a number of calls, 0 or more (0 is no fixed rate)", r.Rate)
+	case r.Per < MinRatePer:
+		return fmt.Errorf("rate_limit.per: %s must be at least %s", r.Per, MinRatePer)
+	case r.PerSecond() > MaxRatePerSecond:
+		return fmt.Errorf("rate_limit.rate: %v per %s is %g calls/s, above the most allowed (%g)", r.Rate, r.Per, r.PerSecond(), float64(MaxRatePerSecond))
+	case r.Rate > 0 && r.PerSecond() < 1.0/86400:
+		return fmt.Errorf("rate_limit.rate: %v per %s is below one call a day; use daily_quota", r.Rate, r.Per)
+	case r.Burst < 0:
+		return fmt.Errorf("rate_limit.burst: %d must not be negative", r.Burst)
+	case r.Rate == 0 && r.Burst != 0:
+		return fmt.Errorf("rate_limit.burst: %d is set without rate_limit.rate", r.Burst)
+	case r.Rate > 0 && r.Burst < 1:
+		return fmt.Errorf("rate_limit.burst: %d must be at least 1", r.Burst)
+	case r.Recovery < 100*time.Millisecond || r.Recovery > 24*time.Hour:
+		return fmt.Errorf("rate_limit.recovery: %s must be between 100ms and 24h", r.Recovery)
+	}
+	return nil
 }
 
 func (a AuthConfig) validate() error {

@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/provider"
 )
+
+// noRate is the rate_limit block of a provider that sets none.
+var noRate = provider.RateLimit{Per: time.Second, Recovery: 15 * time.Second}
 
 func TestWithDefaults(t *testing.T) {
 	t.Parallel()
@@ -24,6 +28,7 @@ func TestWithDefaults(t *testing.T) {
 				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
 				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
 				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				RateLimit: noRate, FleetPause: provider.PauseOn429,
 			},
 		},
 		{
@@ -33,19 +38,46 @@ func TestWithDefaults(t *testing.T) {
 				BaseURL: "https://api.test", Concurrency: 5, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 1,
 				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
 				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				RateLimit: noRate, FleetPause: provider.PauseOn429,
+			},
+		},
+		{
+			name: "rate limit burst is a tenth of a second's worth",
+			in:   provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 6000, Per: time.Minute}},
+			want: provider.Config{
+				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
+				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				RateLimit:  provider.RateLimit{Rate: 6000, Per: time.Minute, Burst: 10, Recovery: 15 * time.Second},
+				FleetPause: provider.PauseOn429,
+			},
+		},
+		{
+			name: "slow rate limit bursts one",
+			in:   provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 2}},
+			want: provider.Config{
+				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
+				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				RateLimit:  provider.RateLimit{Rate: 2, Per: time.Second, Burst: 1, Recovery: 15 * time.Second},
+				FleetPause: provider.PauseOn429,
 			},
 		},
 		{
 			name: "explicit values kept",
 			in: provider.Config{
-				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 3,
+				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeFleet, LiveReserve: 3,
 				Timeout: time.Second, MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffCap: time.Second,
 				IdempotencyHeader: "-", ResponseBodyLimit: 10,
+				RateLimit:  provider.RateLimit{Rate: 100, Per: 10 * time.Second, Burst: 20, Recovery: time.Second},
+				DailyQuota: 5000, FleetPause: provider.PauseOn429And503,
 			},
 			want: provider.Config{
-				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 3,
+				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeFleet, LiveReserve: 3,
 				Timeout: time.Second, MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffCap: time.Second,
 				IdempotencyHeader: "-", ResponseBodyLimit: 10,
+				RateLimit:  provider.RateLimit{Rate: 100, Per: 10 * time.Second, Burst: 20, Recovery: time.Second},
+				DailyQuota: 5000, FleetPause: provider.PauseOn429And503,
 			},
 		},
 	}
@@ -97,6 +129,25 @@ func TestConfigValidate(t *testing.T) {
 		{name: "concurrency 1 leaves bulk its slot", cfg: provider.Config{BaseURL: "https://api.test", Concurrency: 1}},
 		{name: "negative live_reserve", cfg: provider.Config{BaseURL: "https://api.test", LiveReserve: -1}, wantErr: true, wantField: "live_reserve"},
 		{name: "unsupported scope", cfg: provider.Config{BaseURL: "https://api.test", ConcurrencyScope: "global"}, wantErr: true, wantField: "concurrency_scope"},
+		{name: "fleet scope", cfg: provider.Config{BaseURL: "https://api.test", ConcurrencyScope: provider.ScopeFleet}},
+		{name: "rate limit", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 100, Per: time.Second, Burst: 20}}},
+		{name: "rate limit per minute", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 60, Per: time.Minute}}},
+		{name: "only a recovery", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Recovery: time.Second}}},
+		{name: "negative rate", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: -1}}, wantErr: true, wantField: "rate_limit.rate"},
+		{name: "NaN rate", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: math.NaN()}}, wantErr: true, wantField: "rate_limit.rate"},
+		{name: "infinite rate", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: math.Inf(1)}}, wantErr: true, wantField: "rate_limit.rate"},
+		{name: "rate too high", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 2e6}}, wantErr: true, wantField: "rate_limit.rate"},
+		{name: "rate below one a day", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 1, Per: 48 * time.Hour}}, wantErr: true, wantField: "daily_quota"},
+		{name: "per too short", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 1, Per: time.Microsecond}}, wantErr: true, wantField: "rate_limit.per"},
+		{name: "negative per", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 1, Per: -time.Second}}, wantErr: true, wantField: "rate_limit.per"},
+		{name: "negative burst", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 1, Burst: -1}}, wantErr: true, wantField: "rate_limit.burst"},
+		{name: "burst without rate", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Burst: 5}}, wantErr: true, wantField: "rate_limit.burst"},
+		{name: "recovery too short", cfg: provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Recovery: time.Millisecond}}, wantErr: true, wantField: "rate_limit.recovery"},
+		{name: "daily quota", cfg: provider.Config{BaseURL: "https://api.test", DailyQuota: 10000}},
+		{name: "negative daily quota", cfg: provider.Config{BaseURL: "https://api.test", DailyQuota: -1}, wantErr: true, wantField: "daily_quota"},
+		{name: "fleet pause on 503 too", cfg: provider.Config{BaseURL: "https://api.test", FleetPause: provider.PauseOn429And503}},
+		{name: "fleet pause off", cfg: provider.Config{BaseURL: "https://api.test", FleetPause: provider.PauseOff}},
+		{name: "fleet pause unknown", cfg: provider.Config{BaseURL: "https://api.test", FleetPause: "always"}, wantErr: true, wantField: "fleet_pause"},
 		{name: "negative timeout", cfg: provider.Config{BaseURL: "https://api.test", Timeout: -time.Second}, wantErr: true, wantField: "timeout"},
 		{name: "negative max_attempts", cfg: provider.Config{BaseURL: "https://api.test", MaxAttempts: -1}, wantErr: true, wantField: "max_attempts"},
 		{name: "backoff_cap below base", cfg: provider.Config{BaseURL: "https://api.test", BackoffBase: 2 * time.Second, BackoffCap: time.Second}, wantErr: true, wantField: "backoff_cap"},

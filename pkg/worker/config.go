@@ -10,8 +10,9 @@ import (
 
 // Config tunes a worker process. Provider limits live with each provider.
 type Config struct {
-	// ID names this replica in results and logs. Default: hostname plus a
-	// random suffix.
+	// ID names this replica in results and logs, and in the fleet whose
+	// replicas share each provider's limits: it must be unique among the
+	// running replicas. Default: hostname plus a random suffix.
 	ID string `koanf:"id"`
 	// MaxBatch caps one fetch. Default 256.
 	MaxBatch int `koanf:"max_batch"`
@@ -29,6 +30,12 @@ type Config struct {
 	// consumer covers (an unknown provider or lane) and dead-letters them.
 	// Default 2s.
 	UnroutedInterval time.Duration `koanf:"unrouted_interval"`
+	// MembershipTTL is how long this replica's heartbeat lives in the
+	// LIMITS bucket, where the replicas find each other to share each
+	// provider's fleet-wide limits. A replica that dies drops out of the
+	// others' shares within about this plus a second (they run below the
+	// limit meanwhile); it heartbeats every third of it. Default 3s.
+	MembershipTTL time.Duration `koanf:"membership_ttl"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -55,6 +62,9 @@ func (c Config) WithDefaults() Config {
 	if c.UnroutedInterval == 0 {
 		c.UnroutedInterval = 2 * time.Second
 	}
+	if c.MembershipTTL == 0 {
+		c.MembershipTTL = 3 * time.Second
+	}
 	return c
 }
 
@@ -71,6 +81,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("shutdown_grace: %s must not be negative", c.ShutdownGrace)
 	case c.UnroutedInterval < 100*time.Millisecond:
 		return fmt.Errorf("unrouted_interval: %s must be at least 100ms", c.UnroutedInterval)
+	case c.MembershipTTL < time.Second || c.MembershipTTL > time.Minute:
+		return fmt.Errorf("membership_ttl: %s must be between 1s and 1m (NATS message TTLs count whole seconds)", c.MembershipTTL)
 	}
 	return nil
 }

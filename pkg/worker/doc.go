@@ -10,13 +10,27 @@
 // never blocks the loop or another provider. A slot is held for the call
 // only; storing the outcome has its own bound.
 //
+// Each provider's limits hold for the whole fleet (package limit): the
+// replicas find each other through heartbeats in the LIMITS bucket and each
+// takes its share of the provider's rate, burst, fleet-scoped concurrency
+// and daily quota. Before a fetch, a lane asks the provider's limiter what
+// it may start (nothing while the provider is paused or its quota spent, so
+// the jobs wait in the stream); before its call, each job waits for its own
+// rate token, live ahead of bulk; after it, the answer's Retry-After,
+// rate-limit headers and 429s feed back into the limits, and a pause
+// reaches every replica. None of this costs a network round trip per call.
+// Limits reports where each provider's limits stand.
+//
 // Each attempt ends in exactly one result on RESULTS (and a dead letter on
 // DLQ when the job is given up); the job is acked, naked with a delay, or
 // terminated only after the server has confirmed storing that outcome. A
 // worker that dies at any instant therefore loses nothing: an unacked job is
 // redelivered after AckWait.
 //
-// Shutdown happens in this order (Stop): stop fetching; let in-flight calls
-// finish within ShutdownGrace; cancel what is still running and nak it
-// without delay so another replica takes it at once.
+// Shutdown happens in this order (Stop): stop fetching (jobs still waiting
+// for their turn under a limit are naked at once, never called); let
+// in-flight calls finish within ShutdownGrace; cancel what is still running
+// and nak it without delay so another replica takes it at once; then leave
+// the fleet, handing back unused daily quota, so the other replicas take up
+// this one's share.
 package worker

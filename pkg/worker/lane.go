@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/limit"
 	"github.com/switchyard-io/switchyard/pkg/natsx"
 	"github.com/switchyard-io/switchyard/pkg/provider"
 	"github.com/switchyard-io/switchyard/streams"
@@ -32,11 +33,18 @@ const idleSharedPoll = 100 * time.Millisecond
 // cores, a single puller spent most of its time waiting for its batch while
 // half the provider's slots sat free. An idle lane keeps only its first
 // puller waiting, so idle lanes hold few slots.
+//
+// Before each fetch a puller asks the provider's limiter what the lane may
+// start: nothing while the provider is paused or its daily quota spent (the
+// jobs wait in the stream), and under a rate limit only what its share of
+// the rate lets start within the next 50 ms. Each job then waits for its
+// own turn just before its call (see process).
 type lane struct {
 	w        *Worker
 	provider *provider.Provider
 	lane     job.Lane
 	slots    *slots
+	limiter  *limit.Limiter
 
 	mu       sync.Mutex // guards consumer, which a puller may rebind
 	consumer jetstream.Consumer
@@ -48,8 +56,8 @@ type lane struct {
 	wake   chan struct{}
 }
 
-func newLane(w *Worker, p *provider.Provider, l job.Lane, s *slots) *lane {
-	return &lane{w: w, provider: p, lane: l, slots: s, wake: make(chan struct{})}
+func newLane(w *Worker, p *provider.Provider, l job.Lane, s *slots, lim *limit.Limiter) *lane {
+	return &lane{w: w, provider: p, lane: l, slots: s, limiter: lim, wake: make(chan struct{})}
 }
 
 func (l *lane) setBusy(busy bool) {
@@ -112,7 +120,7 @@ func (l *lane) want() (int, time.Duration) {
 	if l.busy.Load() {
 		return l.w.cfg.MaxBatch, wait
 	}
-	if reserve := l.provider.Config().LiveReserve; l.lane == job.LaneLive && reserve > 0 {
+	if reserve := l.slots.reserve(); l.lane == job.LaneLive && reserve > 0 {
 		return min(reserve, l.w.cfg.MaxBatch), wait
 	}
 	if l.lane == job.LaneLive || l.slots.contended() {
@@ -137,12 +145,19 @@ func (l *lane) run(fetchCtx, workCtx context.Context, puller int) {
 			}
 		}
 		want, wait := l.want()
-		n, err := l.slots.acquire(fetchCtx, l.lane, want)
+		adm, err := l.limiter.Admit(fetchCtx, l.lane, want)
 		if err != nil {
 			return
 		}
-		got, err := l.fetch(workCtx, n, wait)
+		n, err := l.slots.acquire(fetchCtx, l.lane, adm.N)
+		if err != nil {
+			l.limiter.Unadmit(l.lane, adm, adm.N)
+			return
+		}
+		l.limiter.Unadmit(l.lane, adm, adm.N-n)
+		got, err := l.fetch(fetchCtx, workCtx, n, wait, adm)
 		l.slots.release(l.lane, n-got)
+		l.limiter.Unadmit(l.lane, adm, n-got)
 		l.setBusy(got == n)
 		switch {
 		case err == nil || fetchCtx.Err() != nil:
@@ -169,9 +184,10 @@ func consumerGone(err error) bool {
 		strings.Contains(err.Error(), "consumer not found")
 }
 
-// fetch asks for n messages and starts each one as it arrives. It returns
-// how many arrived.
-func (l *lane) fetch(workCtx context.Context, n int, wait time.Duration) (int, error) {
+// fetch asks for n messages and starts each one as it arrives, each
+// holding a slot and a limiter admission of adm. It returns how many
+// arrived.
+func (l *lane) fetch(fetchCtx, workCtx context.Context, n int, wait time.Duration, adm limit.Admission) (int, error) {
 	// The pull is never cut short on our side, not even by Stop: the server
 	// may already have sent messages to it, and dropping those would leave
 	// them waiting out their AckWait. The server ends it after wait.
@@ -186,7 +202,7 @@ func (l *lane) fetch(workCtx context.Context, n int, wait time.Duration) (int, e
 	for msg := range batch.Messages() {
 		got++
 		l.w.calls.Go(func() {
-			c := &call{lane: l}
+			c := &call{lane: l, stop: fetchCtx.Done(), adm: adm, admitted: true}
 			defer c.done()
 			l.w.process(workCtx, c, msg)
 		})
@@ -203,16 +219,29 @@ func (l *lane) fetch(workCtx context.Context, n int, wait time.Duration) (int, e
 // given back as soon as the call returns, while the outcome is still being
 // stored. Storing is bounded on its own (see Worker.settling), so a slow
 // NATS server holds back fetching without idling the provider's slots.
+//
+// It also holds the limiter's admission of the job until the job's turn to
+// call comes (then the call uses it) or the job ends without a call (then
+// it is handed back).
 type call struct {
 	lane     *lane
 	released bool
+	// stop closes when the worker stops fetching: a job still waiting for
+	// its turn is handed back rather than started.
+	stop     <-chan struct{}
+	adm      limit.Admission
+	admitted bool
 }
 
-// done gives the slot back; later calls do nothing. Only the goroutine
-// running the message calls it.
+// done gives the slot back, and the admission if no call used it; later
+// calls do nothing. Only the goroutine running the message calls it.
 func (c *call) done() {
 	if !c.released {
 		c.released = true
 		c.lane.slots.release(c.lane.lane, 1)
+	}
+	if c.admitted {
+		c.admitted = false
+		c.lane.limiter.Unadmit(c.lane.lane, c.adm, 1)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 	d.job = j
 	now := time.Now()
 	if j.ExpiresAt != nil && now.After(*j.ExpiresAt) {
-		r := w.newResult(d, now, now)
+		r := w.newResult(d, time.Time{}, now)
 		r.Status, r.ErrorClass, r.Error = job.StatusExpired, job.ClassExpired, "expired at "+j.ExpiresAt.Format(time.RFC3339)
 		w.settle(ctx, d, outcome{result: r, action: actionAck})
 		return
@@ -62,9 +63,25 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		return
 	}
 
+	// Wait for the provider's limits to let this call start: its rate
+	// token, the end of a pause. Quick, except under a pause or a slow rate.
+	if err := l.limiter.Wait(ctx, c.stop, l.lane, msg); err != nil {
+		// Stopped before its turn: never called, so another replica may
+		// take it at once.
+		_ = msg.Nak()
+		return
+	}
+	c.admitted = false
 	started := time.Now()
 	reply, callErr := l.provider.Call(ctx, j)
 	finished := time.Now()
+	if reply != nil {
+		var h http.Header
+		if reply.Response != nil {
+			h = reply.Response.Headers
+		}
+		l.limiter.Observe(started, reply.HTTPStatus, h)
+	}
 	if ctx.Err() != nil && errors.Is(callErr, ctx.Err()) {
 		// Stopped mid-call: no outcome, so hand the job to another replica now.
 		_ = msg.Nak()
@@ -92,11 +109,17 @@ type delivery struct {
 	enqueuedAt time.Time
 }
 
+// newResult starts the result of a delivery. A zero started means the
+// provider was not called (expired, invalid, exhausted): the result then
+// has no StartedAt and no latency, so the recorder's call statistics leave
+// it out.
 func (w *Worker) newResult(d delivery, started, finished time.Time) job.Result {
 	r := job.Result{
 		V: job.Version, Lane: d.lane, Attempt: d.attempt,
-		EnqueuedAt: d.enqueuedAt.UTC(), StartedAt: started.UTC(), FinishedAt: finished.UTC(),
-		LatencyMS: finished.Sub(started).Milliseconds(), WorkerID: w.cfg.ID,
+		EnqueuedAt: d.enqueuedAt.UTC(), FinishedAt: finished.UTC(), WorkerID: w.cfg.ID,
+	}
+	if !started.IsZero() {
+		r.StartedAt, r.LatencyMS = started.UTC(), finished.Sub(started).Milliseconds()
 	}
 	if j := d.job; j != nil {
 		r.JobID, r.Provider, r.Task, r.Batch, r.Meta = j.ID, j.Provider, j.Task, j.Batch, j.Meta
@@ -108,7 +131,7 @@ func (w *Worker) newResult(d delivery, started, finished time.Time) job.Result {
 func (w *Worker) deadLetter(ctx context.Context, d delivery, j *job.Job, class job.Class, reason string, httpStatus int) {
 	now := time.Now()
 	d.job = nil
-	r := w.newResult(d, now, now)
+	r := w.newResult(d, time.Time{}, now)
 	r.JobID, r.Provider, r.Task = identify(d.msg, j, d.seq)
 	if j != nil && job.ValidID(j.ID) {
 		r.Batch, r.Meta = j.Batch, j.Meta

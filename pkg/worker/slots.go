@@ -112,6 +112,23 @@ func (s *slots) grant() {
 	s.waiters = kept
 }
 
+// resize changes the pool to size slots, reserve of them for live. Calls
+// holding slots beyond the new size keep them until they end; no new ones
+// start meanwhile.
+func (s *slots) resize(size, reserve int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.size, s.bulkMax = size, size-reserve
+	s.grant()
+}
+
+// reserve returns how many slots only live may use.
+func (s *slots) reserve() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size - s.bulkMax
+}
+
 // contended reports whether anyone is waiting for a slot.
 func (s *slots) contended() bool {
 	s.mu.Lock()

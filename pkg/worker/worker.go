@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/limit"
 	"github.com/switchyard-io/switchyard/pkg/natsx"
 	"github.com/switchyard-io/switchyard/pkg/provider"
 	"github.com/switchyard-io/switchyard/streams"
@@ -34,6 +35,8 @@ type Worker struct {
 	providers map[string]*provider.Provider
 	lanes     []*lane
 	unrouted  *unroutedSweeper
+	// fleet shares each provider's limits with the other replicas.
+	fleet *limit.Fleet
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -73,6 +76,7 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		providers: make(map[string]*provider.Provider, len(providers)),
 		stopDone:  make(chan struct{}),
 	}
+	w.fleet = limit.NewFleet(js, limit.FleetConfig{Replica: cfg.ID, TTL: cfg.MembershipTTL}, w.logger)
 	sort.Slice(providers, func(i, k int) bool { return providers[i].Name() < providers[k].Name() })
 	for _, p := range providers {
 		if _, dup := w.providers[p.Name()]; dup {
@@ -81,16 +85,35 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		w.providers[p.Name()] = p
 		pc := p.Config()
 		s := newSlots(pc.Concurrency, pc.LiveReserve)
+		lim := w.fleet.Add(p.Name(), limitSpec(pc, s))
 		for _, l := range job.Lanes {
-			w.lanes = append(w.lanes, newLane(w, p, l, s))
+			w.lanes = append(w.lanes, newLane(w, p, l, s, lim))
 		}
 	}
 	w.unrouted = &unroutedSweeper{w: w}
 	return w, nil
 }
 
+// limitSpec is what the limiter of a provider enforces.
+func limitSpec(pc provider.Config, s *slots) limit.Spec {
+	return limit.Spec{
+		Rate: pc.RateLimit.PerSecond(), Burst: pc.RateLimit.Burst, Recovery: pc.RateLimit.Recovery,
+		Concurrency: pc.Concurrency, LiveReserve: pc.LiveReserve,
+		FleetConcurrency: pc.ConcurrencyScope == provider.ScopeFleet, OnConcurrency: s.resize,
+		DailyQuota: pc.DailyQuota,
+		PauseOn429: pc.FleetPause != provider.PauseOff, PauseOn503: pc.FleetPause == provider.PauseOn429And503,
+	}
+}
+
 // ID returns the worker's replica id.
 func (w *Worker) ID() string { return w.cfg.ID }
+
+// Limits reports where each provider's limits stand in this replica, in
+// provider name order: the rate in force here and for the fleet, the
+// replicas serving the provider, a pause and when it ends, the daily
+// quota. The same figures from every replica are in the LIMITS bucket
+// (see limit.ReadStatus).
+func (w *Worker) Limits() []limit.Snapshot { return w.fleet.Snapshots() }
 
 // Start binds every lane's consumer (creating it if needed) and starts the
 // fetch loops. Cancelling ctx stops fetching, like the first step of Stop;
@@ -101,8 +124,14 @@ func (w *Worker) Start(ctx context.Context) error {
 	if w.started || w.stopped {
 		return errors.New("worker: already started (a worker runs once)")
 	}
+	// Join the fleet first, so the first fetch already takes this
+	// replica's share of each provider's limits.
+	if err := w.fleet.Start(ctx); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
 	for _, l := range w.lanes {
 		if err := l.bind(ctx); err != nil {
+			w.fleet.Stop(ctx)
 			return err
 		}
 	}
@@ -156,6 +185,9 @@ func (w *Worker) Stop(ctx context.Context) {
 	}
 	w.stopWork()
 	<-idle
+	// No call is in flight: leave the fleet, so the others take up this
+	// replica's share now.
+	w.fleet.Stop(ctx)
 	for _, p := range w.providers {
 		p.Close()
 	}
