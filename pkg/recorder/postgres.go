@@ -210,6 +210,11 @@ WHERE ` + pgOutranks + ` OR excluded.attempts > j.attempts`
 // inserted into the latency rollup: a redelivered result is one call, not
 // two. The rollup rows are written in key order, for the same reason as the
 // job rows.
+//
+// Attempts are keyed by the job row's id, which it looks up by job_id in
+// the index pages the job upsert just walked: new jobs have the highest
+// ids, so their attempts go at the end of the attempts key however random
+// job ids are (see migration 0002).
 var insertAttemptsPG = `WITH input AS (
 	SELECT job_id COLLATE "C" AS job_id, attempt, status, http_status, error, error_class,
 		latency_ms, ` + pgNullIf("started_at") + `, ` + pgNullIf("finished_at") + `,
@@ -218,18 +223,21 @@ var insertAttemptsPG = `WITH input AS (
 		$7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], $13::integer[])
 		AS u (job_id, attempt, status, http_status, error, error_class,
 			latency_ms, started_at, finished_at, worker_id, provider, minute, bucket)
+), keyed AS (
+	SELECT j.id AS job, i.*
+	FROM input i JOIN jobs j ON j.job_id = i.job_id
 ), inserted AS (
-	INSERT INTO attempts (job_id, attempt, status, http_status, error, error_class,
+	INSERT INTO attempts (job, attempt, status, http_status, error, error_class,
 		latency_ms, started_at, finished_at, worker_id)
-	SELECT job_id, attempt, status, http_status, error, error_class,
+	SELECT job, attempt, status, http_status, error, error_class,
 		latency_ms, started_at, finished_at, worker_id
-	FROM input
-	ON CONFLICT (job_id, attempt) DO NOTHING
-	RETURNING job_id, attempt
+	FROM keyed
+	ON CONFLICT (job, attempt) DO NOTHING
+	RETURNING job, attempt
 )
 INSERT INTO latency_rollup AS r (minute, provider, bucket, calls, errors)
 SELECT i.minute, i.provider, i.bucket, count(*), count(*) FILTER (WHERE i.status <> 'succeeded')
-FROM inserted JOIN input i USING (job_id, attempt)
+FROM inserted JOIN keyed i USING (job, attempt)
 WHERE i.minute IS NOT NULL
 GROUP BY i.minute, i.provider, i.bucket
 ORDER BY i.minute, i.provider, i.bucket
@@ -454,7 +462,7 @@ func (p *Postgres) Job(ctx context.Context, id string) (*JobRow, error) {
 			j.finished_at, j.response, j.meta, j.worker_id, j.updated_at,
 			a.attempt, a.status, a.http_status, a.error, a.error_class, a.latency_ms,
 			a.started_at, a.finished_at, a.worker_id
-		FROM jobs j LEFT JOIN attempts a ON a.job_id = j.job_id
+		FROM jobs j LEFT JOIN attempts a ON a.job = j.id
 		WHERE j.job_id = $1
 		ORDER BY a.attempt`, pgText(id))
 	if err != nil {

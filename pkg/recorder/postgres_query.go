@@ -285,14 +285,14 @@ func (p *Postgres) Prune(ctx context.Context, o PruneOptions) (Pruned, error) {
 			}
 		}
 		if len(rows) > 0 {
-			deleted, err := collectStrings(ctx, tx, `DELETE FROM jobs
+			deleted, err := collectInts(ctx, tx, `DELETE FROM jobs
 				WHERE job_id = ANY ($1::text[]) AND updated_at < $2
-				RETURNING job_id`, rows, unixNanos(o.RowsBefore))
+				RETURNING id`, rows, unixNanos(o.RowsBefore))
 			if err != nil {
 				return fmt.Errorf("delete jobs: %w", err)
 			}
 			pruned.Jobs = len(deleted)
-			if _, err := tx.Exec(ctx, `DELETE FROM attempts WHERE job_id = ANY ($1::text[])`, deleted); err != nil {
+			if _, err := tx.Exec(ctx, `DELETE FROM attempts WHERE job = ANY ($1::bigint[])`, deleted); err != nil {
 				return fmt.Errorf("delete attempts: %w", err)
 			}
 		}
@@ -331,4 +331,12 @@ func collectStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func collectInts(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]int64, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }

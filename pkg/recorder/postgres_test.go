@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -126,6 +127,88 @@ func TestPostgresReopen(t *testing.T) {
 		if got := pgMigrations(t, conn); !reflect.DeepEqual(got, applied) {
 			t.Errorf("reopen %d: schema_migrations = %+v, want unchanged %+v", i, got, applied)
 		}
+	}
+}
+
+// TestPostgresMigratesTo0002 opens a database that only migration 0001
+// made, with jobs whose attempts were keyed by job_id: 0002 rekeys them by
+// the job row's id, and the old jobs keep their attempts, in order, take no
+// second row for an attempt recorded again, take new attempts, and go with
+// their attempts when pruned.
+func TestPostgresMigratesTo0002(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	init, err := os.ReadFile(filepath.Join("migrations", "postgres", "0001_init.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := psql(t, url)
+	for _, stmt := range []string{
+		`CREATE TABLE schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)`,
+		string(init),
+		`INSERT INTO schema_migrations VALUES (1, '0001_init.sql', 1)`,
+		`INSERT INTO jobs (job_id, provider, task, lane, batch, status, final, attempt, attempts,
+			http_status, error, error_class, latency_ms, worker_id, updated_at) VALUES
+			('zz', 'acme', 't', '', 'b', 'retrying', false, 2, 2, 503, '', '', 0, '', 1000),
+			('aa', 'acme', 't', '', 'b', 'failed', true, 1, 1, 400, '', '', 0, '', 1001)`,
+		`INSERT INTO attempts (job_id, attempt, status, http_status, error, error_class, latency_ms, worker_id) VALUES
+			('zz', 2, 'retrying', 503, '', '', 0, ''), ('aa', 1, 'failed', 400, '', '', 0, ''),
+			('zz', 1, 'retrying', 502, '', '', 0, '')`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := openPostgres(t, url)
+	if got := pgMigrations(t, conn); len(got) < 2 || got[1].Version != 2 {
+		t.Fatalf("schema_migrations = %+v, want 0002 applied", got)
+	}
+	attempts := func(id string) []int {
+		t.Helper()
+		row, err := s.Job(ctx, id)
+		if err != nil {
+			t.Fatalf("Job(%s): %v", id, err)
+		}
+		var got []int
+		for _, a := range row.AttemptRows {
+			got = append(got, a.Attempt*1000+a.HTTPStatus)
+		}
+		return got
+	}
+	if got, want := attempts("zz"), []int{1502, 2503}; !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts of zz after migrating = %v, want %v", got, want)
+	}
+	if got, want := attempts("aa"), []int{1400}; !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts of aa after migrating = %v, want %v", got, want)
+	}
+
+	// Attempt 2 again (a second outcome: the first stays), then 3, and a new job.
+	again := storetest.Result("zz", 2, job.StatusRetrying)
+	again.HTTPStatus = 504
+	third := storetest.Result("zz", 3, job.StatusSucceeded)
+	third.HTTPStatus = 200
+	if err := s.Record(ctx, []job.Result{again, third, storetest.Result("new", 1, job.StatusSucceeded)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := attempts("zz"), []int{1502, 2503, 3200}; !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts of zz after recording = %v, want %v", got, want)
+	}
+	if row, err := s.Job(ctx, "zz"); err != nil || row.Status != job.StatusSucceeded || row.Attempts != 3 {
+		t.Errorf("Job(zz) = %+v, %v; want succeeded after 3 attempts", row, err)
+	}
+
+	n, err := s.Prune(ctx, recorder.PruneOptions{RowsBefore: time.Unix(0, 2000)})
+	if err != nil || n.Jobs != 1 {
+		t.Fatalf("Prune = %+v, %v; want aa, the one job not recorded since, deleted", n, err)
+	}
+	var left int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM attempts`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 4 {
+		t.Errorf("%d attempt rows after pruning aa, want 4: zz's 3 and new's 1", left)
 	}
 }
 
@@ -547,7 +630,7 @@ func TestPostgresPruneBesideRecord(t *testing.T) {
 	// its attempts; a pruned job left no attempts behind.
 	var orphans int
 	if err := psql(t, url).QueryRow(ctx, `SELECT count(*) FROM attempts a
-		WHERE NOT EXISTS (SELECT FROM jobs j WHERE j.job_id = a.job_id)`).Scan(&orphans); err != nil {
+		WHERE NOT EXISTS (SELECT FROM jobs j WHERE j.id = a.job)`).Scan(&orphans); err != nil {
 		t.Fatal(err)
 	}
 	if orphans != 0 {

@@ -124,10 +124,11 @@ func sqliteDSN(abs string, readOnly bool) string {
 		// which saved about 15% of Record's CPU in BenchmarkSQLiteRecord.
 		q.Add("_pragma", "temp_store(MEMORY)")
 		// 32 MiB of page cache instead of 2 MiB: with random job ids a
-		// batch of 1,000 dirties a page of the jobs and of the attempts
-		// keys per result, which a smaller cache writes to the WAL before
-		// the commit and reads back. That saved about 15% with random ids
-		// (nothing with ordered ones). Only the writer has it.
+		// batch of 1,000 dirties a page of the job_id index per result
+		// (and, before migration 0003 keyed attempts by jobs.id, one of
+		// the attempts key too), which a smaller cache writes to the WAL
+		// before the commit and reads back. That saved about 15% with
+		// random ids (nothing with ordered ones). Only the writer has it.
 		q.Add("_pragma", "cache_size(-32768)")
 		// Checkpoint every 8,000 pages (32 MiB) of WAL instead of 1,000, so
 		// that a page several batches rewrite between checkpoints is copied
@@ -231,21 +232,27 @@ ON CONFLICT (job_id) DO UPDATE SET
 WHERE ` + outranks + ` OR excluded.attempts > jobs.attempts`
 }
 
-const attemptColumns = `job_id, attempt, status, http_status, error, error_class, latency_ms,
+const attemptColumns = `job, attempt, status, http_status, error, error_class, latency_ms,
 	started_at, finished_at, worker_id`
 
-const attemptRow = `(?, ?, coalesce(?, ''), ?, coalesce(?, ''), coalesce(?, ''), ?,
+// attemptRow binds the job's text id, and the row takes the job row's key,
+// jobs.id: attempts are keyed by (job, attempt), so that the attempts of a
+// new job, whose id is the highest yet, go at the end of the attempts
+// B-tree however random job ids are (see migration 0003). The chunk's
+// upsert of the job rows just walked the pages of the job_id index this
+// looks up.
+const attemptRow = `((SELECT id FROM jobs WHERE job_id = ?), ?, coalesce(?, ''), ?, coalesce(?, ''), coalesce(?, ''), ?,
 	?, ?, coalesce(?, ''))`
 
 // insertAttemptsSQL inserts rows attempt rows; the first one recorded for
-// an attempt stays. With returning, it returns the key of each row it
-// inserted (see writerConn.insertAttempts).
+// an attempt stays. With returning, it returns the job id and attempt of
+// each row it inserted (see writerConn.insertAttempts).
 func insertAttemptsSQL(rows int, returning bool) string {
 	q := `INSERT INTO attempts (` + attemptColumns + `)
 VALUES ` + repeatRow(attemptRow, rows) + `
-ON CONFLICT (job_id, attempt) DO NOTHING`
+ON CONFLICT (job, attempt) DO NOTHING`
 	if returning {
-		q += "\nRETURNING job_id, attempt"
+		q += "\nRETURNING (SELECT job_id FROM jobs WHERE id = attempts.job), attempt"
 	}
 	return q
 }
@@ -731,17 +738,18 @@ func (s *SQLite) Job(ctx context.Context, id string) (*JobRow, error) {
 
 	var (
 		row                         JobRow
+		key                         int64
 		lane, status, class         string
 		enqueued, started, finished sql.NullInt64
 		updated                     int64
 		response, meta              []byte
 	)
 	err = tx.QueryRowContext(ctx, `
-		SELECT job_id, provider, task, lane, batch, status, attempt, attempts,
+		SELECT id, job_id, provider, task, lane, batch, status, attempt, attempts,
 			http_status, error, error_class, latency_ms, enqueued_at, started_at,
 			finished_at, response, meta, worker_id, updated_at
 		FROM jobs WHERE job_id = ?`, id).Scan(
-		&row.JobID, &row.Provider, &row.Task, &lane, &row.Batch, &status, &row.Attempt, &row.Attempts,
+		&key, &row.JobID, &row.Provider, &row.Task, &lane, &row.Batch, &status, &row.Attempt, &row.Attempts,
 		&row.HTTPStatus, &row.Error, &class, &row.LatencyMS, &enqueued, &started,
 		&finished, &response, &meta, &row.WorkerID, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -758,7 +766,7 @@ func (s *SQLite) Job(ctx context.Context, id string) (*JobRow, error) {
 	rows, err := tx.QueryContext(ctx, `
 		SELECT attempt, status, http_status, error, error_class, latency_ms,
 			started_at, finished_at, worker_id
-		FROM attempts WHERE job_id = ? ORDER BY attempt`, id)
+		FROM attempts WHERE job = ? ORDER BY attempt`, key)
 	if err != nil {
 		return nil, fmt.Errorf("get job %s: attempts: %w", id, err)
 	}

@@ -385,8 +385,8 @@ const defaultPruneLimit = 1000
 // IMMEDIATE transaction, so a Record waits for at most one call's chunk.
 // Each part walks an index in updated_at (or minute) order from the
 // oldest row, and deletes or clears what the walk found by rowid. The
-// attempts of a deleted job go with it through their foreign key's ON
-// DELETE CASCADE: both connections enable foreign_keys. Rollup rows of
+// attempts of a deleted job go with it through their foreign key to
+// jobs.id, ON DELETE CASCADE: both connections enable foreign_keys. Rollup rows of
 // old minutes go Limit at a time too.
 func (s *SQLite) Prune(ctx context.Context, o PruneOptions) (Pruned, error) {
 	limit := o.Limit

@@ -642,6 +642,90 @@ func TestSQLiteMigratesFrom0001(t *testing.T) {
 	}
 }
 
+// TestSQLiteMigratesTo0003 opens a file that migrations 0001 and 0002 made,
+// with jobs whose attempts were keyed by job_id: 0003 rekeys them by the
+// job row's key, and the old jobs keep their attempts, in order, take no
+// second row for an attempt recorded again, take new attempts, and go
+// with their attempts when pruned.
+func TestSQLiteMigratesTo0003(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "recorder.db")
+	db := inspect(t, path)
+	stmts := []string{`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`}
+	for _, name := range []string{"0001_init.sql", "0002_queries.sql"} {
+		m, err := os.ReadFile(filepath.Join("migrations", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stmts = append(stmts, string(m))
+	}
+	stmts = append(stmts,
+		`INSERT INTO schema_migrations VALUES (1, '0001_init.sql', 1), (2, '0002_queries.sql', 2)`,
+		// Ids out of insertion order, so that rowid and job_id order differ.
+		`INSERT INTO jobs (job_id, provider, task, batch, status, final, attempt, attempts, updated_at) VALUES
+			('zz', 'acme', 't', 'b', 'retrying', 0, 2, 2, 1000),
+			('aa', 'acme', 't', 'b', 'failed', 1, 1, 1, 1001)`,
+		`INSERT INTO attempts (job_id, attempt, status, http_status) VALUES
+			('zz', 2, 'retrying', 503), ('aa', 1, 'failed', 400), ('zz', 1, 'retrying', 502)`,
+	)
+	for _, stmt := range stmts {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s := openSQLite(t, path)
+	if got := migrationRows(t, inspect(t, path)); len(got) < 3 || got[2].Version != 3 {
+		t.Fatalf("schema_migrations = %+v, want 0003 applied", got)
+	}
+	attempts := func(id string) []int {
+		t.Helper()
+		row, err := s.Job(ctx, id)
+		if err != nil {
+			t.Fatalf("Job(%s): %v", id, err)
+		}
+		var got []int
+		for _, a := range row.AttemptRows {
+			got = append(got, a.Attempt*1000+a.HTTPStatus)
+		}
+		return got
+	}
+	if got, want := attempts("zz"), []int{1502, 2503}; !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts of zz after migrating = %v, want %v", got, want)
+	}
+	if got, want := attempts("aa"), []int{1400}; !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts of aa after migrating = %v, want %v", got, want)
+	}
+
+	// Attempt 2 again (a second outcome: the first stays), then 3, and a new job.
+	again := storetest.Result("zz", 2, job.StatusRetrying)
+	again.HTTPStatus = 504
+	third := storetest.Result("zz", 3, job.StatusSucceeded)
+	third.HTTPStatus = 200
+	if err := s.Record(ctx, []job.Result{again, third, storetest.Result("new", 1, job.StatusSucceeded)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := attempts("zz"), []int{1502, 2503, 3200}; !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts of zz after recording = %v, want %v", got, want)
+	}
+	if row, err := s.Job(ctx, "zz"); err != nil || row.Status != job.StatusSucceeded || row.Attempts != 3 {
+		t.Errorf("Job(zz) = %+v, %v; want succeeded after 3 attempts", row, err)
+	}
+
+	n, err := s.Prune(ctx, recorder.PruneOptions{RowsBefore: time.Unix(0, 2000)})
+	if err != nil || n.Jobs != 1 {
+		t.Fatalf("Prune = %+v, %v; want aa, the one job not recorded since, deleted", n, err)
+	}
+	var left int
+	if err := inspect(t, path).QueryRow(`SELECT count(*) FROM attempts`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 4 {
+		t.Errorf("%d attempt rows after pruning aa, want 4: zz's 3 and new's 1", left)
+	}
+}
+
 // BenchmarkSQLiteJobs lists a page of 100 from 200,000 jobs of four
 // providers in 10 batches, 1% failed and 2% retrying, recorded 1,000 at
 // a time: the first page and one from the middle of the feed, for each
