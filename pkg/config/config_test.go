@@ -170,6 +170,16 @@ func TestLoad(t *testing.T) {
 			wantErr: "environment variable SWITCHYARD_WORKER____MAX_BATCH: not a configuration key",
 		},
 		{
+			name:    "recorder committers",
+			file:    "recorder:\n  committers: 17\n",
+			wantErr: "config: recorder: committers: 17 must be between 0 (the store's choice) and 16",
+		},
+		{
+			name:    "recorder retention below a minute",
+			file:    "recorder:\n  retention: {max_age: 30s}\n",
+			wantErr: "config: recorder: retention.max_age: 30s must be 0 (keep forever) or at least 1m",
+		},
+		{
 			name:    "bad duration",
 			file:    "worker:\n  fetch_max_wait: soon\n",
 			wantErr: `config: worker.fetch_max_wait: "soon" is not a duration`,

@@ -14,6 +14,10 @@ type Config struct {
 	BatchSize int `koanf:"batch_size"`
 	// FetchMaxWait is how long one fetch waits for a full batch. Default 250ms.
 	FetchMaxWait time.Duration `koanf:"fetch_max_wait"`
+	// Committers is how many batches are written to the store at once.
+	// Default (0): what the store does best, 2 for PostgreSQL and 1 for
+	// SQLite, whose single writer only slowed down with a second.
+	Committers int `koanf:"committers"`
 	// BatchCheckInterval is how often declared batches that received
 	// results are counted for completion (see package batch). Default 1s.
 	BatchCheckInterval time.Duration `koanf:"batch_check_interval"`
@@ -74,6 +78,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("batch_size: %d must be between 1 and 10000", c.BatchSize)
 	case c.FetchMaxWait < 10*time.Millisecond:
 		return fmt.Errorf("fetch_max_wait: %s must be at least 10ms", c.FetchMaxWait)
+	case c.Committers < 0 || c.Committers > 16:
+		return fmt.Errorf("committers: %d must be between 0 (the store's choice) and 16", c.Committers)
 	case c.BatchCheckInterval < 10*time.Millisecond:
 		return fmt.Errorf("batch_check_interval: %s must be at least 10ms", c.BatchCheckInterval)
 	case c.Retention.MaxAge < 0 || c.Retention.MaxAge > 0 && c.Retention.MaxAge < time.Minute:

@@ -51,6 +51,12 @@ type Postgres struct {
 
 var _ Store = (*Postgres)(nil)
 
+// CommitConcurrency tells the Recorder to commit two batches at once: one
+// PostgreSQL backend runs a transaction on one core, and with random job
+// ids a second connection took a 500,000-result drain from 19.4k to 31.1k
+// results/s on the 2-core machine.
+func (p *Postgres) CommitConcurrency() int { return 2 }
+
 // OpenPostgres connects to the database at dbURL (postgres://… or
 // postgresql://…; pgxpool's pool_* parameters size the pool) and brings its
 // schema up to date.

@@ -49,6 +49,12 @@ func New(js jetstream.JetStream, store Store, cfg Config, logger *slog.Logger, o
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
+	if cfg.Committers == 0 {
+		cfg.Committers = 1
+		if s, ok := store.(interface{ CommitConcurrency() int }); ok {
+			cfg.Committers = s.CommitConcurrency()
+		}
+	}
 	r := &Recorder{cfg: cfg, js: js, store: store, logger: logger.With("component", "recorder"), healthy: true}
 	for _, o := range opts {
 		o(r)
@@ -100,17 +106,31 @@ func (r *Recorder) Healthy() bool {
 // committed: with one goroutine doing both in turn, the store sat idle
 // during every fetch and the fetch during every commit, and a PostgreSQL
 // recorder used little more than one core's worth of either.
+//
+// Several committers take turns: a PostgreSQL backend runs one transaction
+// on one core, so a second connection committing beside it is what lets
+// the database use the second core. Concurrent commits are safe because
+// every store is idempotent and monotonic, and the PostgreSQL store locks
+// rows in job-id order, so two of them never deadlock. SQLite has a single
+// writer, and measured slower with a second committer waiting on it, so
+// Config.Committers defaults to the store's CommitConcurrency.
 func (r *Recorder) run(ctx context.Context, c jetstream.Consumer) {
-	// One decoded batch waits while another commits; more would only
-	// hold messages longer before their ack.
+	// One decoded batch waits while others commit; more would only hold
+	// messages longer before their ack.
 	batches := make(chan decoded, 1)
 	go func() {
 		defer close(batches)
 		r.fetchLoop(ctx, c, batches)
 	}()
-	for b := range batches {
-		r.commit(ctx, b)
+	var wg sync.WaitGroup
+	for range r.cfg.Committers {
+		wg.Go(func() {
+			for b := range batches {
+				r.commit(ctx, b)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // fetchLoop fetches and decodes batches into out until ctx ends. A batch
