@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/switchyard-io/switchyard/internal/httpserve"
 )
 
 // Server timeouts for application/json requests; an NDJSON request
@@ -92,7 +94,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.logger.Info("gateway listening", "addr", s.addr.String(), "url", s.urlLocked(), "auth", len(s.cfg.Tokens) > 0)
-	if len(s.cfg.Tokens) == 0 && !isLoopback(s.addr) {
+	if len(s.cfg.Tokens) == 0 && !httpserve.IsLoopback(s.addr) {
 		s.logger.Warn("gateway listens beyond loopback without tokens (gateway.allow_unauthenticated): whoever reaches it makes calls with the providers' credentials",
 			"addr", s.addr.String())
 	}
@@ -118,22 +120,7 @@ func (s *Server) URL() string {
 	return s.urlLocked()
 }
 
-func (s *Server) urlLocked() string {
-	if s.addr == nil {
-		return ""
-	}
-	tcp, ok := s.addr.(*net.TCPAddr)
-	if !ok {
-		return "http://" + s.addr.String()
-	}
-	ip := tcp.IP
-	if ip == nil || ip.IsUnspecified() {
-		// Go listens dual-stack on an unspecified address, so IPv4
-		// loopback reaches it whichever way it was written.
-		ip = net.IPv4(127, 0, 0, 1)
-	}
-	return "http://" + net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
-}
+func (s *Server) urlLocked() string { return httpserve.URL(s.addr) }
 
 // Shutdown stops accepting requests, has NDJSON streams stop at their next
 // line and answer how far they got, and waits for the requests in flight
@@ -167,9 +154,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = cerr
 	}
 	return err
-}
-
-func isLoopback(a net.Addr) bool {
-	tcp, ok := a.(*net.TCPAddr)
-	return ok && tcp.IP.IsLoopback()
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard-io/switchyard/internal/httpserve"
 	"github.com/switchyard-io/switchyard/pkg/batch"
 	"github.com/switchyard-io/switchyard/pkg/recorder"
 )
@@ -111,7 +112,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.logger.Info("query API listening", "addr", s.addr.String(), "url", s.urlLocked(), "auth", s.cfg.Token != "")
-	if s.cfg.Token == "" && !isLoopback(s.addr) {
+	if s.cfg.Token == "" && !httpserve.IsLoopback(s.addr) {
 		s.logger.Warn("query API listens beyond loopback without a token: anyone who reaches it reads every result; set recorder.api.token",
 			"addr", s.addr.String())
 	}
@@ -138,22 +139,7 @@ func (s *Server) URL() string {
 	return s.urlLocked()
 }
 
-func (s *Server) urlLocked() string {
-	if s.addr == nil {
-		return ""
-	}
-	tcp, ok := s.addr.(*net.TCPAddr)
-	if !ok {
-		return "http://" + s.addr.String()
-	}
-	ip := tcp.IP
-	if ip == nil || ip.IsUnspecified() {
-		// Go listens dual-stack on an unspecified address, so IPv4
-		// loopback reaches it whichever way it was written.
-		ip = net.IPv4(127, 0, 0, 1)
-	}
-	return "http://" + net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
-}
+func (s *Server) urlLocked() string { return httpserve.URL(s.addr) }
 
 // Shutdown stops accepting requests and waits for those in flight until
 // ctx ends, then closes what is left. It is idempotent and safe before
@@ -178,9 +164,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-done
 	return err
-}
-
-func isLoopback(a net.Addr) bool {
-	tcp, ok := a.(*net.TCPAddr)
-	return ok && tcp.IP.IsLoopback()
 }
