@@ -49,7 +49,9 @@ func TestServiceCompletesADeclaredBatchOnce(t *testing.T) {
 	publish := func(i int, msgID string, status job.Status) {
 		id := jobID("big", i)
 		data, _ := json.Marshal(newResult(id, "big", 1, status))
-		if _, err := pub.PublishAsync(job.ResultSubject("acme", "create_invoice"), data, jetstream.WithMsgID(msgID)); err != nil {
+		// A full window waits for room (the stall wait) rather than failing:
+		// on a loaded machine acks can lag the default 200ms.
+		if _, err := pub.PublishAsync(job.ResultSubject("acme", "create_invoice"), data, jetstream.WithMsgID(msgID), jetstream.WithStallWait(30*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
