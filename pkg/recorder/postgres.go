@@ -6,12 +6,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"net/url"
-	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -602,43 +599,13 @@ func (p *Postgres) Close() error {
 	return nil
 }
 
-// loadPGMigrations reads the migrations matching pattern in fsys, named
-// NNNN_what.sql, in version order.
-func loadPGMigrations(fsys fs.FS, pattern string) ([]migration, error) {
-	files, err := fs.Glob(fsys, pattern)
-	if err != nil {
-		return nil, err
-	}
-	ms := make([]migration, 0, len(files))
-	seen := make(map[int]string)
-	for _, f := range files {
-		name := path.Base(f)
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version number and _", name)
-		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", prev, name, v)
-		}
-		seen[v] = name
-		body, err := fs.ReadFile(fsys, f)
-		if err != nil {
-			return nil, fmt.Errorf("migration %s: %w", name, err)
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
-	return ms, nil
-}
-
 // migratePostgres applies, in version order, every embedded migration that
 // schema_migrations does not list, in one transaction that holds the
 // migration lock: replicas starting together take turns, the first applies
 // what is missing, and the others find it applied. A failed migration
 // leaves the schema as it was.
 func migratePostgres(ctx context.Context, pool *pgxpool.Pool) error {
-	ms, err := loadPGMigrations(postgresMigrationFS, "migrations/postgres/*.sql")
+	ms, err := loadMigrations(postgresMigrationFS, "migrations/postgres/*.sql")
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}

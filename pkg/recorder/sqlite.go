@@ -13,10 +13,10 @@ import (
 	"io/fs"
 	"math/bits"
 	"net/url"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -902,15 +902,17 @@ type migration struct {
 	sql     string
 }
 
-func loadMigrations() ([]migration, error) {
-	files, err := fs.Glob(migrationFS, "migrations/*.sql")
+// loadMigrations reads the migrations matching pattern in fsys, named
+// NNNN_what.sql, in version order. Both stores embed theirs.
+func loadMigrations(fsys fs.FS, pattern string) ([]migration, error) {
+	files, err := fs.Glob(fsys, pattern)
 	if err != nil {
 		return nil, err
 	}
 	ms := make([]migration, 0, len(files))
 	seen := make(map[int]string)
 	for _, f := range files {
-		name := filepath.Base(f)
+		name := path.Base(f)
 		num, _, ok := strings.Cut(name, "_")
 		v, err := strconv.Atoi(num)
 		if !ok || err != nil || v < 1 {
@@ -920,13 +922,13 @@ func loadMigrations() ([]migration, error) {
 			return nil, fmt.Errorf("migrations %s and %s share version %d", prev, name, v)
 		}
 		seen[v] = name
-		body, err := migrationFS.ReadFile(f)
+		body, err := fs.ReadFile(fsys, f)
 		if err != nil {
 			return nil, fmt.Errorf("migration %s: %w", name, err)
 		}
 		ms = append(ms, migration{version: v, name: name, sql: string(body)})
 	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	slices.SortFunc(ms, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
 	return ms, nil
 }
 
@@ -935,7 +937,7 @@ func loadMigrations() ([]migration, error) {
 // its schema_migrations row. A second process opening the same file waits on
 // BEGIN IMMEDIATE and then sees the row, so nothing is applied twice.
 func migrate(ctx context.Context, db *sql.DB) error {
-	ms, err := loadMigrations()
+	ms, err := loadMigrations(migrationFS, "migrations/*.sql")
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
