@@ -152,7 +152,10 @@ func (f *Fleet) Start(ctx context.Context) error {
 			break
 		}
 	}
-	if err := f.beat(ctx); err != nil {
+	if err := f.claim(ctx); err != nil {
+		if errors.Is(err, ErrReplicaInUse) {
+			return err
+		}
 		return fmt.Errorf("limit: announce replica %s: %w", f.cfg.Replica, err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -288,7 +291,9 @@ func (f *Fleet) add(ctx context.Context, subject string, delta int64) (int64, er
 
 // beat publishes this replica's heartbeat, with the TTL on the message
 // (kv.Put would store the key without one).
-func (f *Fleet) beat(ctx context.Context) error {
+func (f *Fleet) beat(ctx context.Context) error { return f.beatWith(ctx) }
+
+func (f *Fleet) beatWith(ctx context.Context, opts ...jetstream.PublishOpt) error {
 	hb := Heartbeat{Replica: f.cfg.Replica, At: time.Now().UTC(), Providers: make(map[string]Report, len(f.limiters))}
 	for name, l := range f.limiters {
 		hb.Providers[name] = l.report()
@@ -299,7 +304,8 @@ func (f *Fleet) beat(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.TTL/3)
 	defer cancel()
-	_, err = f.js.Publish(ctx, "$KV."+Bucket+"."+memberPrefix+f.key, data, jetstream.WithMsgTTL(f.cfg.TTL))
+	opts = append(opts, jetstream.WithMsgTTL(f.cfg.TTL))
+	_, err = f.js.Publish(ctx, "$KV."+Bucket+"."+memberPrefix+f.key, data, opts...)
 	return err
 }
 

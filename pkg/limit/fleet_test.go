@@ -274,3 +274,52 @@ func TestFleetConcurrencyIsDivided(t *testing.T) {
 		t.Errorf("snapshot %+v", s)
 	}
 }
+
+func TestASecondReplicaWithTheSameIDIsRefused(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	spec := map[string]limit.Spec{"acme": {Rate: 10}}
+	startReplicaTTL(t, srv, "twin", spec, time.Second)
+
+	_, js := srv.Connect(t)
+	f := limit.NewFleet(js, limit.FleetConfig{Replica: "twin", TTL: time.Second}, natstest.Logger(t))
+	f.Add("acme", spec["acme"])
+	err := f.Start(context.Background())
+	t.Cleanup(func() { f.Stop(context.Background()) })
+	if !errors.Is(err, limit.ErrReplicaInUse) {
+		t.Fatalf("Start with an id in use = %v, want ErrReplicaInUse", err)
+	}
+	t.Log(err)
+}
+
+func TestAReplicaRestartedUnderItsIDReclaimsIt(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	spec := map[string]limit.Spec{"acme": {Rate: 10}}
+
+	// A clean stop hands the id back at once.
+	first := startReplicaTTL(t, srv, "pod-0", spec, time.Second)
+	first.fleet.Stop(context.Background())
+	begin := time.Now()
+	startReplicaTTL(t, srv, "pod-0", spec, time.Second).fleet.Stop(context.Background())
+	t.Logf("after a clean stop the id was free in %s", time.Since(begin))
+
+	// A process that died leaves its last heartbeat: the id is free once
+	// that expires, without anyone deleting it.
+	_, js := srv.Connect(t)
+	hb, err := json.Marshal(limit.Heartbeat{Replica: "pod-0", At: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(context.Background(), "$KV."+limit.Bucket+".member.pod-0", hb, jetstream.WithMsgTTL(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	begin = time.Now()
+	r := startReplicaTTL(t, srv, "pod-0", spec, time.Second)
+	waited := time.Since(begin)
+	t.Logf("after a crash the id was free in %s", waited)
+	if waited < 500*time.Millisecond {
+		t.Errorf("claimed the id %s after a live heartbeat was written: it did not wait for it to expire", waited)
+	}
+	awaitRate(t, 2*time.Second, r, "acme", 1, 10)
+}
