@@ -34,8 +34,8 @@ var ErrStopped = errors.New("limit: stopped while waiting for the call's turn")
 type Spec struct {
 	// Rate is the fleet's rate limit in calls/s; 0 for none.
 	Rate float64
-	// Burst is the fleet's burst in calls. Default: a tenth of a second's
-	// worth of the rate, at least 1.
+	// Burst is the fleet's burst in calls; 0 for a tenth of a second's
+	// worth of the rate. (provider.Config defaults it to a fiftieth.)
 	Burst int
 	// Recovery is how long the adaptive rate takes to climb back after a
 	// cut. Default 15s.
@@ -111,6 +111,12 @@ type Limiter struct {
 	notify func()
 	// changed is closed and replaced when waiters should look again.
 	changed chan struct{}
+	// quotaWaiters counts Admit calls waiting for quota tokens. A new
+	// Admit queues behind them rather than taking tokens given back for
+	// them: else an idle lane, whose empty fetches hand its tokens back
+	// and take them again at once, would keep the last tokens of a spent
+	// quota from a lane with a backlog.
+	quotaWaiters int
 	// keepAlive is keepAliveEvery; tests shorten it.
 	keepAlive time.Duration
 }
@@ -160,10 +166,28 @@ func (l *Limiter) Admit(ctx context.Context, lane job.Lane, want int) (Admission
 		return Admission{N: want}, nil
 	}
 	li := laneIndex(lane)
+	queued := false // counted in quotaWaiters
+	defer func() {
+		if queued {
+			l.mu.Lock()
+			l.quotaWaiters--
+			l.mu.Unlock()
+		}
+	}()
 	for {
 		l.mu.Lock()
 		now := l.mono()
-		a, until := l.admitLocked(now, li, want)
+		var a Admission
+		var until int64
+		if l.q != nil && !queued && l.quotaWaiters > 0 {
+			until = now + int64(time.Second) // behind the others; changed wakes it
+		} else {
+			a, until = l.admitLocked(now, li, want)
+		}
+		if a.N == 0 && l.q != nil && l.q.avail == 0 && !queued {
+			queued = true
+			l.quotaWaiters++
+		}
 		changed := l.changed
 		l.mu.Unlock()
 		if a.N > 0 {
@@ -227,7 +251,11 @@ func (l *Limiter) Unadmit(lane job.Lane, a Admission, n int) {
 		l.promised = max(0, l.promised-n)
 	}
 	if l.q != nil {
-		l.q.giveBack(a.day, int64(n))
+		if l.q.giveBack(a.day, int64(n)) {
+			// A lane of this replica may be waiting for quota that only
+			// these tokens can give it: the fleet's may be spent.
+			l.broadcastLocked()
+		}
 	}
 	l.mu.Unlock()
 }
@@ -535,7 +563,11 @@ func (l *Limiter) recomputeLocked() {
 		rate = min(rate, l.ad.cap)
 	}
 	// This replica's burst: its share of the configured one while the
-	// configured rate is in force; else a tenth of a second's worth.
+	// configured rate is in force; else a tenth of a second's worth. (A
+	// configured rate's default burst is smaller, a fiftieth, to keep the
+	// busiest second near the rate; an announced policy counts over its own
+	// window, and an adaptive rate is already below what the provider
+	// took.)
 	local := 1
 	switch {
 	case fleet == 0:
@@ -547,8 +579,13 @@ func (l *Limiter) recomputeLocked() {
 	default:
 		local = max(1, int(math.Ceil(fleet/10))/n)
 	}
+	// Live's headroom: tokens bulk may not take. Bulk takes a token only
+	// once it is due, and a call that starts late (timers, a busy CPU)
+	// loses the lateness unless bulk's own tolerance is at least one
+	// token; so a burst of 2 keeps no headroom (a live call then waits at
+	// most one interval for its token), a larger one keeps a tenth of it.
 	headroom := 0
-	if local >= 2 {
+	if local >= 3 {
 		headroom = max(1, local/10)
 	}
 	l.rate = rate

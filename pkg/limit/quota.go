@@ -87,11 +87,14 @@ func (q *quota) take(n, chunk int64, notify func()) {
 }
 
 // giveBack returns n tokens of day; tokens of a day that is over are
-// dropped (they stay counted in that day's total).
-func (q *quota) giveBack(day, n int64) {
-	if day == q.day {
-		q.avail += n
+// dropped (they stay counted in that day's total). It reports whether
+// tokens became available where there were none.
+func (q *quota) giveBack(day, n int64) bool {
+	if day != q.day || n <= 0 {
+		return false
 	}
+	q.avail += n
+	return q.avail == n
 }
 
 // quotaChunkLocked is how many tokens to reserve at once: about two

@@ -58,8 +58,11 @@ type RateLimit struct {
 	// Per is the period Rate counts over. Default 1s.
 	Per time.Duration `koanf:"per"`
 	// Burst is how many calls may start at once after a quiet spell, for
-	// the fleet. Default: a tenth of a second's worth of Rate, at least 1.
-	// Keep it at or below the provider's own burst.
+	// the fleet. Default: a fiftieth of a second's worth of Rate (20 ms),
+	// at least 1. The fleet's busiest second then stays within about 2 % of
+	// Rate (see package limit for the bound), inside what a provider that
+	// counts calls in a sliding one-second window allows. Keep it at or
+	// below the provider's own burst.
 	Burst int `koanf:"burst"`
 	// Recovery is how long the adaptive rate takes, after a 429 cut it to
 	// 0.7 of what it was, to climb back there while calls succeed. Default
@@ -153,7 +156,7 @@ func (c Config) WithDefaults() Config {
 		c.RateLimit.Per = time.Second
 	}
 	if c.RateLimit.Burst == 0 && c.RateLimit.Rate > 0 {
-		c.RateLimit.Burst = max(1, int(math.Ceil(c.RateLimit.PerSecond()/10)))
+		c.RateLimit.Burst = max(1, int(math.Ceil(c.RateLimit.PerSecond()/50)))
 	}
 	if c.RateLimit.Recovery == 0 {
 		c.RateLimit.Recovery = 15 * time.Second

@@ -42,13 +42,13 @@ func TestWithDefaults(t *testing.T) {
 			},
 		},
 		{
-			name: "rate limit burst is a tenth of a second's worth",
+			name: "rate limit burst is a fiftieth of a second's worth",
 			in:   provider.Config{BaseURL: "https://api.test", RateLimit: provider.RateLimit{Rate: 6000, Per: time.Minute}},
 			want: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
 				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
 				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
-				RateLimit:  provider.RateLimit{Rate: 6000, Per: time.Minute, Burst: 10, Recovery: 15 * time.Second},
+				RateLimit:  provider.RateLimit{Rate: 6000, Per: time.Minute, Burst: 2, Recovery: 15 * time.Second},
 				FleetPause: provider.PauseOn429,
 			},
 		},

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
 	"github.com/switchyard-io/switchyard/pkg/mockapi"
@@ -62,13 +66,26 @@ func awaitLimits(t *testing.T, w *worker.Worker, timeout time.Duration, cond fun
 	})
 }
 
-// backlog publishes n jobs of prov on lane.
+// backlog publishes n jobs of prov on lane, asynchronously: a backlog is
+// there at once, not trickling in at the pace of round trips.
 func (b *bundle) backlog(t *testing.T, prov string, lane job.Lane, n int, path string) []string {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range n {
-		ids[i] = fmt.Sprintf("%s-%s-%05d", prov, lane, i)
-		b.publish(t, newJob(ids[i], prov, "charge", path), lane)
+		ids[i] = fmt.Sprintf("%s-%s-%06d", prov, lane, i)
+		data, err := json.Marshal(newJob(ids[i], prov, "charge", path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &nats.Msg{Subject: job.Subject(prov, lane, "charge"), Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{ids[i]}}}
+		if _, err := b.js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
+			t.Fatalf("publish job %d: %v", i, err)
+		}
+	}
+	select {
+	case <-b.js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatalf("%d publishes still unacknowledged after a minute", b.js.PublishAsyncPending())
 	}
 	return ids
 }
@@ -80,17 +97,19 @@ func rateBetween(api *mockapi.Server, d time.Duration) float64 {
 	return float64(api.Stats().Requests-before) / d.Seconds()
 }
 
-// The fleet's rate limit, in calls/s, and burst in these tests. The fake
-// API allows the same rate with a more generous burst, as providers do.
+// The fleet's rate limit, in calls/s, and burst (the default for this
+// rate) in these tests. The fake API allows the same rate with a more
+// generous burst, as providers do.
 const (
 	fleetRate  = 100
-	fleetBurst = 8
+	fleetBurst = 2
 )
 
-// maxPerSecond is the most calls the fleet may start in any second: the
-// bound the limit package documents (rate + burst) plus 5 % for the
-// jitter of goroutines and loopback HTTP on a busy test machine.
-const maxPerSecond = fleetRate + fleetBurst + fleetRate*5/100
+// maxPerSecond is the most calls the API may see in any second: the rate
+// limit plus 5 %. The limit package's bound is rate + max(burst, replicas),
+// 104 here; the rest is for goroutines and loopback HTTP running late on a
+// busy test machine, which moves calls across the edges of a window.
+const maxPerSecond = fleetRate * 105 / 100
 
 func limited(c *provider.Config) {
 	c.Concurrency, c.MaxAttempts = 20, 10
@@ -110,12 +129,16 @@ func TestRateLimitHoldsAcrossReplicas(t *testing.T) {
 			t.Logf("%d replicas: %.1f calls/s steady; most in any second %d (admitted %d); %d refused of %d",
 				n, got, st.MaxPerSecond, st.MaxAdmittedPerSecond, st.Throttled, st.Requests)
 			if st.MaxPerSecond > maxPerSecond {
-				t.Errorf("the API saw %d calls in one second, above %d (rate %d + burst %d + 5%%)", st.MaxPerSecond, maxPerSecond, fleetRate, fleetBurst)
+				t.Errorf("the API saw %d calls in one second, more than 5%% above the rate limit of %d", st.MaxPerSecond, fleetRate)
 			}
 			if st.Throttled > 0 {
 				t.Errorf("the API refused %d calls", st.Throttled)
 			}
-			if got < 0.85*fleetRate {
+			// How close the fleet comes to its limit is measured (logged
+			// above, and in the limit package's benchmarks), not asserted:
+			// on a loaded machine timers fire late and calls start late. A
+			// fleet calling at half its limit is broken, though.
+			if got < 0.5*fleetRate {
 				t.Errorf("steady rate %.1f/s: the fleet leaves its limit of %d/s unused", got, fleetRate)
 			}
 		})
@@ -137,8 +160,10 @@ func TestTheOthersTakeUpTheShareOfAReplicaThatLeaves(t *testing.T) {
 	after := rateBetween(b.api, 2*time.Second)
 	st := b.api.Stats()
 	t.Logf("4 replicas: %.1f/s; after one left, 3: %.1f/s; most in any second %d; refused %d", before, after, st.MaxPerSecond, st.Throttled)
-	if after < 0.85*fleetRate {
-		t.Errorf("after a replica left the fleet called at %.1f/s, want about %d/s", after, fleetRate)
+	// Three replicas keeping their quarter shares would call at 3/4 of the
+	// rate before; taking up the leaver's share keeps it.
+	if after < 0.9*before {
+		t.Errorf("after a replica left the fleet called at %.1f/s, against %.1f/s before: its share was not taken up", after, before)
 	}
 	if st.MaxPerSecond > maxPerSecond || st.Throttled > 0 {
 		t.Errorf("most in one second %d (bound %d), refused %d", st.MaxPerSecond, maxPerSecond, st.Throttled)
@@ -374,7 +399,7 @@ func TestASpentDailyQuotaStopsTheProviderCleanly(t *testing.T) {
 	b.backlog(t, "acme", job.LaneLive, 10, "/charge")
 	waitFor(t, 10*time.Second, func() (bool, string) {
 		c, _ := b.store.BatchCounts(context.Background(), "b1")
-		return c[job.StatusSucceeded] == 30, fmt.Sprintf("%d succeeded", c[job.StatusSucceeded])
+		return c[job.StatusSucceeded] == 30, fmt.Sprintf("%d succeeded: %v; API saw %d; %+v; %+v", c[job.StatusSucceeded], c, b.api.Stats().Requests, ws[0].Limits(), ws[1].Limits())
 	})
 	time.Sleep(time.Second) // nothing more may happen
 	if calls := b.api.Stats().Requests; calls != 30 {
@@ -407,19 +432,21 @@ func TestASpentDailyQuotaStopsTheProviderCleanly(t *testing.T) {
 
 func TestLiveJobsDoNotWaitBehindABulkBacklogUnderARateLimit(t *testing.T) {
 	b := setup(t, mockapi.Config{LatencyMin: 50 * time.Millisecond, RateLimit: 40, Burst: 10})
+	// The backlog is in the stream before any worker starts, as at 4 AM.
+	const backlog = 100_000
+	b.bulkBacklog(t, "acme", backlog)
 	b.startReplicas(t, 2, map[string]provider.Config{"acme": b.provider(b.url, func(c *provider.Config) {
 		c.Concurrency, c.MaxAttempts = 20, 10
 		c.RateLimit = provider.RateLimit{Rate: 40, Burst: 8}
 	})})
-	b.backlog(t, "acme", job.LaneBulk, 400, "/charge") // ten seconds' worth
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // let the drain settle into its pace
 
 	var live []string
-	for i := range 10 {
+	for i := range 20 {
 		id := fmt.Sprintf("live-%02d", i)
 		b.publish(t, newJob(id, "acme", "charge", "/charge"), job.LaneLive)
 		live = append(live, id)
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	rows := b.waitFinal(t, 10*time.Second, live...)
 	var worst time.Duration
@@ -427,12 +454,27 @@ func TestLiveJobsDoNotWaitBehindABulkBacklogUnderARateLimit(t *testing.T) {
 		worst = max(worst, r.StartedAt.Sub(r.EnqueuedAt))
 	}
 	st := b.api.Stats()
-	t.Logf("live queue wait under a bulk backlog at 40/s: worst %s; API: most in a second %d, refused %d", worst, st.MaxPerSecond, st.Throttled)
-	// About one call's latency (50 ms), with room for a busy machine.
+	left := b.jobsLeft(t)
+	t.Logf("live queue wait with %d bulk jobs waiting, drained at 40/s: worst of %d %s; API: most in a second %d, refused %d",
+		left, len(live), worst, st.MaxPerSecond, st.Throttled)
+	if left < backlog/2 {
+		t.Fatalf("only %d jobs left in the stream: the backlog drained faster than its rate limit", left)
+	}
+	// About one call's latency (50 ms), with room for a busy machine; the
+	// issue's bound is a second.
 	if worst > 250*time.Millisecond {
 		t.Errorf("a live job waited %s for its call", worst)
 	}
 	if st.Throttled > 0 {
 		t.Errorf("the API refused %d calls", st.Throttled)
+	}
+}
+
+// bulkBacklog publishes n bulk jobs of prov and checks they are all there.
+func (b *bundle) bulkBacklog(t *testing.T, prov string, n int) {
+	t.Helper()
+	b.backlog(t, prov, job.LaneBulk, n, "/charge")
+	if got := b.jobsLeft(t); got != uint64(n) {
+		t.Fatalf("the stream holds %d jobs, want %d", got, n)
 	}
 }
