@@ -12,7 +12,10 @@ import (
 type Config struct {
 	// ID names this replica in results and logs, and in the fleet whose
 	// replicas share each provider's limits: it must be unique among the
-	// running replicas. Default: hostname plus a random suffix.
+	// running replicas: Start fails with limit.ErrReplicaInUse while
+	// another replica heartbeats under it (a replica restarted under its
+	// own id waits up to membership_ttl for its old heartbeat to expire).
+	// Default: hostname plus a random suffix.
 	ID string `koanf:"id"`
 	// MaxBatch caps one fetch. Default 256.
 	MaxBatch int `koanf:"max_batch"`

@@ -36,7 +36,9 @@ func TestWorkerServiceRunsJobsAndDrains(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--config", cfgFile, "--nats-url", srv.URL(), "--id", "w-test"}) }()
+	go func() {
+		done <- run(ctx, []string{"--config", cfgFile, "--nats-url", srv.URL(), "--id", "w-test", "--http-listen", "127.0.0.1:0"})
+	}()
 
 	_, js := srv.Connect(t)
 	// The worker has started once its consumer exists.
