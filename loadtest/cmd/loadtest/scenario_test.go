@@ -80,7 +80,7 @@ func TestShippedScenariosLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"bulk-500k", "ci-0ms", "ci-latency", "overhead", "recorder-postgres-random", "recorder-postgres", "recorder-sqlite-random", "recorder-sqlite", "steady-plus-bulk"}
+	want := []string{"bulk-500k", "ci-0ms", "ci-latency", "live-under-limit", "overhead", "recorder-postgres-random", "recorder-postgres", "recorder-sqlite-random", "recorder-sqlite", "steady-plus-bulk"}
 	var names []string
 	for _, f := range files {
 		sc, err := LoadScenario(f)
