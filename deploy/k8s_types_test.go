@@ -206,13 +206,13 @@ type compose struct {
 }
 
 type composeService struct {
-	Image         string            `yaml:"image"`
-	Build         *composeBuild     `yaml:"build"`
-	Command       []string          `yaml:"command"`
-	Environment   map[string]string `yaml:"environment"`
-	Volumes       []string          `yaml:"volumes"`
-	Ports         []string          `yaml:"ports"`
-	DependsOn     map[string]struct {
+	Image       string            `yaml:"image"`
+	Build       *composeBuild     `yaml:"build"`
+	Command     []string          `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	Volumes     []string          `yaml:"volumes"`
+	Ports       []string          `yaml:"ports"`
+	DependsOn   map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
 	Healthcheck *struct {
