@@ -34,18 +34,43 @@ import (
 // this list once that is merged.
 var pendingKeys = []string{"worker.http.listen"}
 
-// metricNames are the metrics the services export (issue 9, branch ops);
-// dashboards and KEDA queries may name only these. Histograms add
-// _bucket, _sum and _count.
+// metricNames are the metrics the services export (issue 9, as the
+// metrics work on branch ops registers them: pkg/worker/metrics.go,
+// pkg/recorder/metrics.go, pkg/gateway); dashboards and KEDA queries may
+// name only these. Histograms add _bucket, _sum and _count.
 var metricNames = []string{
+	// worker, per provider and lane
 	"switchyard_calls_total",
 	"switchyard_call_duration_seconds",
-	"switchyard_in_flight",
+	"switchyard_calls_in_flight",
+	"switchyard_retries_total",
+	"switchyard_dead_letters_total",
+	"switchyard_ratelimit_waits_total",
+	"switchyard_ratelimit_wait_seconds_total",
 	"switchyard_consumer_pending",
 	"switchyard_consumer_ack_pending",
+	"switchyard_consumer_paused",
+	// worker, per provider
 	"switchyard_provider_useful_workers",
-	"switchyard_recorder_rows_total",
-	"switchyard_recorder_commit_seconds",
+	"switchyard_provider_rate_limit",
+	"switchyard_provider_members",
+	"switchyard_provider_slots",
+	"switchyard_provider_paused",
+	"switchyard_provider_rate_adaptive",
+	"switchyard_provider_quota_limit",
+	"switchyard_provider_quota_used",
+	"switchyard_provider_quota_spent",
+	// recorder
+	"switchyard_recorder_commits_total",
+	"switchyard_recorder_results_total",
+	"switchyard_recorder_commit_duration_seconds",
+	"switchyard_recorder_pending",
+	"switchyard_recorder_ack_pending",
+	"switchyard_recorder_store_healthy",
+	// gateway
+	"switchyard_gateway_requests_total",
+	"switchyard_gateway_request_duration_seconds",
+	"switchyard_gateway_requests_in_flight",
 }
 
 // strict decodes one YAML document into out, failing on unknown fields.
