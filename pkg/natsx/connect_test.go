@@ -236,3 +236,36 @@ func (ca *testCA) write(t *testing.T, dir, name string, cert *x509.Certificate, 
 		t.Fatal(err)
 	}
 }
+
+func TestConnectUserPasswordAndToken(t *testing.T) {
+	users := runServer(t, &server.Options{Users: []*server.User{{Username: "worker", Password: "s3cret"}}})
+	tokens := runServer(t, &server.Options{Authorization: "t0ken"})
+	tests := []struct {
+		name   string
+		cfg    natsx.Config
+		wantOK bool
+	}{
+		{"user and password", natsx.Config{URL: users.ClientURL(), User: "worker", Password: "s3cret"}, true},
+		{"wrong password", natsx.Config{URL: users.ClientURL(), User: "worker", Password: "guess"}, false},
+		{"no credentials", natsx.Config{URL: users.ClientURL()}, false},
+		{"token", natsx.Config{URL: tokens.ClientURL(), Token: "t0ken"}, true},
+		{"wrong token", natsx.Config{URL: tokens.ClientURL(), Token: "guess"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.ConnectTimeout = 2 * time.Second
+			cfg = cfg.WithDefaults()
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			nc, err := natsx.Connect(cfg, natstest.Logger(t))
+			if err == nil {
+				nc.Close()
+			}
+			if (err == nil) != tt.wantOK {
+				t.Fatalf("connect: err = %v, want success %v", err, tt.wantOK)
+			}
+		})
+	}
+}
