@@ -55,7 +55,8 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		// Its first delivery was spent waiting for not_before, not calling.
 		d.attempt--
 	}
-	maxAttempts := cmp.Or(j.MaxAttempts, l.provider.Config().MaxAttempts)
+	policy := l.provider.Policy(j.Task)
+	maxAttempts := cmp.Or(j.MaxAttempts, policy.Attempts)
 	if d.attempt > maxAttempts {
 		// Delivered again after its last attempt, whose worker died before
 		// settling it: the call may or may not have happened.
@@ -92,7 +93,7 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 	w.settling <- struct{}{}
 	defer func() { <-w.settling }()
 	c.done()
-	out := decide(w.newResult(d, started, finished), reply, callErr, d.attempt, maxAttempts, l.provider.RetryDelay)
+	out := decide(w.newResult(d, started, finished), reply, callErr, d.attempt, maxAttempts, policy.Delay)
 	if out.action == actionTerm {
 		out.dead = newDeadLetter(out.result, msg, w.cfg.ID)
 	}
