@@ -66,7 +66,7 @@ func TestWithDefaults(t *testing.T) {
 		},
 		{
 			name: "retry block mirrored to the older keys",
-			in: provider.Config{BaseURL: "https://api.test", Retry: provider.RetryPolicy{Attempts: 7, Base: time.Millisecond, Cap: time.Second, Statuses: []string{"503"}}},
+			in:   provider.Config{BaseURL: "https://api.test", Retry: provider.RetryPolicy{Attempts: 7, Base: time.Millisecond, Cap: time.Second, Statuses: []string{"503"}}},
 			want: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
 				Timeout: 30 * time.Second, MaxAttempts: 7, BackoffBase: time.Millisecond, BackoffCap: time.Second,

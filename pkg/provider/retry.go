@@ -250,4 +250,3 @@ func (p *Provider) buildPolicies() error {
 	}
 	return nil
 }
-
