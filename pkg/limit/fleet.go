@@ -32,7 +32,7 @@ const (
 	memberPrefix  = "member."
 	pausePrefix   = "pause."
 	breakerPrefix = "breaker."
-	quotaPrefix  = "quota"
+	quotaPrefix   = "quota"
 )
 
 // bucketMaxAge bounds how long anything stays in the bucket: longer than
