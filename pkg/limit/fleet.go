@@ -311,7 +311,7 @@ func (l *Limiter) report() Report {
 	s := l.Snapshot()
 	return Report{Rate: s.Rate, Started: s.Started, Concurrency: s.Concurrency, Adaptive: s.Adaptive,
 		PausedUntil: s.PausedUntil, PauseReason: s.PauseReason,
-		QuotaLimit: s.QuotaLimit, QuotaUsed: s.QuotaUsed, QuotaResumesAt: s.QuotaResumesAt}
+		QuotaLimit: s.QuotaLimit, QuotaUsed: s.QuotaUsed, QuotaResumesAt: s.QuotaResumesAt, Breaker: s.Breaker}
 }
 
 // sync starts the watcher and applies the bucket as it stands, up to the
