@@ -237,7 +237,7 @@ func (f *Fleet) ensureBucket(ctx context.Context, replicas int) (jetstream.KeyVa
 		}
 		kv, err = f.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      Bucket,
-			Description: "switchyard: worker membership heartbeats and provider pauses, for fleet-wide limits",
+			Description: "switchyard: worker membership heartbeats, provider pauses and circuit breakers, for fleet-wide limits",
 			History:     1, TTL: bucketMaxAge, Storage: jetstream.FileStorage, Replicas: replicas,
 			// Per-key TTLs need it; watchers then see expired keys go.
 			LimitMarkerTTL: time.Second,
