@@ -155,3 +155,42 @@ func (b *bundle) streamMsgs(t *testing.T, name string) uint64 {
 	}
 	return info.State.Msgs
 }
+
+// A failure over the retry budget is not an attempt: its job waits in the
+// worker for room and calls again under the same attempt number.
+func TestAFailureOverTheRetryBudgetSpendsNoAttempt(t *testing.T) {
+	b := setup(t, mockapi.Config{})
+	api := &flaky{seen: map[string]bool{}}
+	calls := &arrivals{next: api}
+	w := b.startWorker(t, worker.Config{}, map[string]provider.Config{"acme": b.provider(serve(t, calls), func(c *provider.Config) {
+		c.MaxAttempts = 2
+		c.Breaker.Disabled = true
+		// One retry per 300 ms window, whatever the successes.
+		c.RetryBudget = provider.RetryBudget{Ratio: 0.01, MinPerSecond: 1, Window: 300 * time.Millisecond}
+	})})
+	ids := []string{"over-1", "over-2", "over-3", "over-4"}
+	for _, id := range ids {
+		b.publish(t, newJob(id, "acme", "charge", "/charge"), job.LaneLive)
+	}
+	rows := b.waitFinal(t, 10*time.Second, ids...)
+	attempts := 0
+	for id, row := range rows {
+		if row.Status != job.StatusSucceeded {
+			t.Errorf("job %s ended %s after %d attempts", id, row.Status, row.Attempts)
+		}
+		attempts += row.Attempts
+	}
+	s := acmeLimits(w)
+	made := len(calls.snapshot())
+	t.Logf("%d calls for %d jobs, %d attempts recorded; budget: %d retries allowed, %d failures held", made, len(ids), attempts, s.RetriesAllowed, s.RetriesDeferred)
+	if made != 2*len(ids) {
+		t.Errorf("%d calls, want 2 per job (one failure, one success)", made)
+	}
+	if s.RetriesDeferred == 0 {
+		t.Fatalf("no failure went over the budget: the test proves nothing (%+v)", s)
+	}
+	// Every failure either spent an attempt (allowed) or did not (held).
+	if int64(attempts-len(ids)) != s.RetriesAllowed-s.RetriesDeferred || int64(made-attempts) != s.RetriesDeferred {
+		t.Errorf("%d calls, %d attempts: want the %d held failures to be the calls not counted as attempts", made, attempts, s.RetriesDeferred)
+	}
+}
