@@ -208,14 +208,15 @@ func (l *Limiter) applyBreakerLocked(rec Breaker) {
 	if st == stOpen && prev != stOpen {
 		b.opened++
 	}
+	b.opens, b.reason, b.replica = rec.Opens, rec.Reason, rec.Replica
+	wasProber, lastUntil := b.prober, b.untilWall
+	b.prober = st == stHalfOpen && rec.Replica == l.replica
 	b.until, b.untilWall = 0, time.Time{}
 	if !rec.Until.IsZero() {
 		b.until, b.untilWall = now+int64(time.Until(rec.Until)), rec.Until
 	}
-	b.opens, b.reason, b.replica = rec.Opens, rec.Reason, rec.Replica
-	wasProber := b.prober
-	b.prober = st == stHalfOpen && rec.Replica == l.replica
-	if b.prober && (!wasProber || prev != stHalfOpen) {
+	if b.prober && (!wasProber || prev != stHalfOpen || !rec.Until.Equal(lastUntil)) {
+		// A new claim (this replica's first, or a renewal): fresh probes.
 		b.probeAdmits, b.probeStarts, b.probeFrom = b.spec.Probes, b.spec.Probes, now
 	}
 	if st != prev && (st == stClosed || st == stOpen) {
@@ -272,7 +273,12 @@ func (l *Limiter) breakerGateLocked(now int64, admit bool, n *int) (bool, int64)
 	if admit {
 		left = &b.probeAdmits
 	}
-	if *left == 0 {
+	if *left == 0 && now >= b.until {
+		// The probes were spent without an answer (a fetch that found
+		// nothing): claim again for fresh ones (alone: at once).
+		l.claimProbeLocked()
+	}
+	if *left == 0 || b.state.Load() != stHalfOpen {
 		return true, 0
 	}
 	*n = min(*n, *left)
@@ -301,7 +307,7 @@ func (l *Limiter) claimProbeLocked() {
 // with nothing waiting to fetch still probes. The fleet calls it with
 // tick.
 func (l *Limiter) tickBreakerLocked(now int64) {
-	if b := l.brk; b != nil && b.state.Load() != stClosed && now >= b.until && b.until != 0 && !b.prober {
+	if b := l.brk; b != nil && b.state.Load() != stClosed && now >= b.until && b.until != 0 && (!b.prober || b.probeAdmits == 0) {
 		l.claimProbeLocked()
 	}
 }

@@ -229,3 +229,28 @@ func TestBreakerIsSharedAndOneReplicaProbes(t *testing.T) {
 		t.Fatalf("after the close another replica admitted %d of 5", n)
 	}
 }
+
+// A prober whose probe admissions found nothing to call claims fresh ones
+// once its deadline passes, rather than holding the breaker half-open.
+func TestAProberWithNothingToCallProbesAgain(t *testing.T) {
+	t.Parallel()
+	spec := breakerSpec()
+	spec.OpenFor, spec.ProbeWait = 100*time.Millisecond, 200*time.Millisecond
+	l := limit.NewLimiter("acme", limit.Spec{Breaker: spec})
+	for range 3 {
+		l.Record(time.Now(), limit.Failure)
+	}
+	if n := admits(l, time.Second); n != 1 {
+		t.Fatalf("half-open admitted %d, want 1", n)
+	}
+	// The fetch found nothing: no call, no outcome.
+	if n := admits(l, 50*time.Millisecond); n != 0 {
+		t.Fatalf("admitted %d more before the deadline", n)
+	}
+	if n := admits(l, time.Second); n != 1 {
+		t.Fatalf("after the deadline admitted %d, want a fresh probe", n)
+	}
+	if got := l.BreakerState(); got != limit.BreakerHalfOpen {
+		t.Fatalf("state %s, want still half_open", got)
+	}
+}
