@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
-	"github.com/switchyard-io/switchyard/pkg/provider"
 )
 
 // publishTimeout bounds one attempt to store an outcome.
@@ -65,49 +63,9 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		return
 	}
 
-	var (
-		started, finished time.Time
-		reply             *provider.Reply
-		callErr           error
-	)
-	for {
-		// Wait for the provider's limits to let this call start: its rate
-		// token, the end of a pause, a closed breaker. Quick, except under a
-		// pause, an open breaker or a slow rate.
-		if err := l.limiter.Wait(ctx, c.stop, l.lane, msg); err != nil {
-			// Stopped before its turn: never called, so another replica may
-			// take it at once.
-			_ = msg.Nak()
-			return
-		}
-		c.admitted = false
-		started = time.Now()
-		reply, callErr = l.provider.Call(ctx, j)
-		finished = time.Now()
-		l.limiter.Record(started, health(reply, callErr))
-		if reply != nil {
-			var h http.Header
-			if reply.Response != nil {
-				h = reply.Response.Headers
-			}
-			l.limiter.Observe(started, reply.HTTPStatus, h)
-		}
-		if ctx.Err() != nil && errors.Is(callErr, ctx.Err()) {
-			// Stopped mid-call: no outcome, so hand the job to another replica now.
-			_ = msg.Nak()
-			return
-		}
-		if !retrying(callErr) || d.attempt >= maxAttempts || l.limiter.TakeRetry() {
-			break
-		}
-		// Over the provider's retry budget: this failure is not an attempt.
-		// A nak would count a delivery, so the job stays here, holding its
-		// slot, for its backoff and then for room in the budget, and calls
-		// again as the same attempt.
-		if !w.awaitRetry(ctx, c, d, policy.Delay(d.attempt, retryAfter(callErr))) {
-			_ = msg.Nak()
-			return
-		}
+	started, finished, reply, callErr, ok := w.attempt(ctx, c, d, maxAttempts, policy)
+	if !ok {
+		return // handed back without an outcome
 	}
 	// The provider is done with this call: free its slot for the next one
 	// once storing the outcome has a place.
