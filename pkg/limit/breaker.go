@@ -78,6 +78,8 @@ type breaker struct {
 	win         *window
 	consecutive atomic.Int64
 	state       atomic.Int32
+	// since is when the state last changed, on the monotonic clock.
+	since atomic.Int64
 
 	until     int64     // monotonic: end of open, or the prober's deadline
 	untilWall time.Time // the same, for reports and the key
@@ -130,7 +132,9 @@ func (l *Limiter) Record(started time.Time, o Outcome) {
 	}
 	st := b.state.Load()
 	if st == stClosed {
-		var s counts
+		if l.monoAt(started) < b.since.Load() {
+			return // started before the breaker closed: old news
+		}
 		if o == Success {
 			if b.consecutive.Load() != 0 {
 				b.consecutive.Store(0)
@@ -139,7 +143,7 @@ func (l *Limiter) Record(started time.Time, o Outcome) {
 			return
 		}
 		run := b.consecutive.Add(1)
-		s = b.win.add(now, false)
+		s := b.win.add(now, false)
 		total := s.ok + s.fail
 		switch {
 		case run >= int64(b.spec.Consecutive):
@@ -224,6 +228,9 @@ func (l *Limiter) applyBreakerLocked(rec Breaker) {
 		// before a close, must not decide the next transition.
 		b.win.reset()
 		b.consecutive.Store(0)
+	}
+	if st != prev {
+		b.since.Store(now)
 	}
 	b.state.Store(st)
 	b.claiming = false
