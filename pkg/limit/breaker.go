@@ -80,6 +80,8 @@ type breaker struct {
 	state       atomic.Int32
 	// since is when the state last changed, on the monotonic clock.
 	since atomic.Int64
+	// held counts failures held for the breaker (HoldForBreaker).
+	held atomic.Int64
 
 	until     int64     // monotonic: end of open, or the prober's deadline
 	untilWall time.Time // the same, for reports and the key
@@ -357,6 +359,18 @@ func (l *Limiter) breakerLost(cur *Breaker, rev uint64) {
 	}
 	l.brk.rev = rev
 	l.applyBreakerLocked(*cur)
+}
+
+// HoldForBreaker reports whether a failed call's job should wait for the
+// breaker rather than spend an attempt: the breaker is not closed (the
+// failure may just have opened it, or was a probe), so the failure is the
+// outage's, not the job's. It counts the jobs it holds, for reports.
+func (l *Limiter) HoldForBreaker() bool {
+	if l.brk == nil || l.brk.state.Load() == stClosed {
+		return false
+	}
+	l.brk.held.Add(1)
+	return true
 }
 
 // BreakerState returns the breaker's state: BreakerClosed when off.

@@ -170,9 +170,12 @@
 // the stream and spend no attempt. Jobs already fetched and not yet
 // started wait in Wait, as under a pause, keeping their messages alive;
 // they are not naked, because a nak counts a delivery, and the worker
-// counts attempts by deliveries. Calls in flight when it opens finish,
-// and their failures are retried or not as usual. Other providers are
-// untouched: each has its own breaker, lanes and slots.
+// counts attempts by deliveries. Calls in flight when it opens finish; a
+// failure while it is open (such a call, or a probe) is the outage's, not
+// an attempt: its job waits in the worker the same way (HoldForBreaker),
+// its last attempt included, so no job is dead-lettered because of an
+// outage. Only the failures before it opened spend attempts. Other
+// providers are untouched: each has its own breaker, lanes and slots.
 //
 // When the open period ends, every replica tries to become the prober
 // with a compare-and-set on the key's revision; one wins, and the others

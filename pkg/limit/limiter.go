@@ -730,6 +730,9 @@ type Snapshot struct {
 	BreakerReason string    `json:"breaker_reason,omitempty"`
 	BreakerProber bool      `json:"breaker_prober,omitempty"`
 	BreakerOpened int64     `json:"breaker_opened,omitempty"`
+	// BreakerHeld counts failed calls whose jobs waited for the breaker
+	// instead of spending an attempt.
+	BreakerHeld int64 `json:"breaker_held,omitempty"`
 	// RetriesAllowed counts the retries the budget let through since
 	// start, RetriesDeferred the failures over it, which waited for room
 	// instead of spending an attempt; RetryRoom is how many more the
@@ -764,6 +767,7 @@ func (l *Limiter) Snapshot() Snapshot {
 	}
 	if b := l.brk; b != nil {
 		s.Breaker, s.BreakerReason, s.BreakerProber, s.BreakerOpened = stateNames[b.state.Load()], b.reason, b.prober, b.opened
+		s.BreakerHeld = b.held.Load()
 		if s.Breaker != BreakerClosed {
 			s.BreakerUntil = b.untilWall
 		}

@@ -45,13 +45,24 @@ func (w *Worker) attempt(ctx context.Context, c *call, d delivery, maxAttempts i
 			_ = d.msg.Nak()
 			return started, finished, nil, nil, false
 		}
-		if !retrying(callErr) || d.attempt >= maxAttempts || l.limiter.TakeRetry() {
+		if !retrying(callErr) {
 			break
 		}
-		// Over the budget: a nak would count a delivery, hence an attempt,
-		// so wait here and call again as the same attempt; the failure's
-		// result is not published.
-		if !w.awaitRetry(ctx, c, d, policy.Delay(d.attempt, retryAfter(callErr))) {
+		// A failure while the breaker is open (it may just have opened it,
+		// or been a probe) is the outage's, and one over the retry budget
+		// must not become a retry now: neither is an attempt. A nak would
+		// count a delivery, hence an attempt, so the job waits here (for
+		// the breaker; or its backoff, then room in the budget) and calls
+		// again as the same attempt; the failure's result is not published.
+		outage := l.limiter.HoldForBreaker()
+		if !outage && (d.attempt >= maxAttempts || l.limiter.TakeRetry()) {
+			break
+		}
+		delay := policy.Delay(d.attempt, retryAfter(callErr))
+		if outage {
+			delay = 0 // the breaker's open period is the wait
+		}
+		if !w.awaitRetry(ctx, c, d, delay, !outage) {
 			_ = d.msg.Nak()
 			return started, finished, nil, nil, false
 		}
@@ -63,18 +74,22 @@ func (w *Worker) attempt(ctx context.Context, c *call, d delivery, maxAttempts i
 // being worked on; AckWait is at least 10s.
 const keepAliveEvery = 5 * time.Second
 
-// awaitRetry holds a job whose failed call is over its provider's retry
-// budget until the budget has room (and the delay is over), then readmits
-// it with the limiter, so the next call takes its quota and rate tokens
-// as a fetched job would. It reports false when the worker stopped
-// meanwhile: the job was not called again and should be handed back.
-func (w *Worker) awaitRetry(ctx context.Context, c *call, d delivery, delay time.Duration) bool {
+// awaitRetry holds a job whose failed call is not an attempt: for delay,
+// then (with budget) until the retry budget has room, then readmits it
+// with the limiter, which waits for the breaker too, so the next call
+// takes its quota and rate tokens as a fetched job would. It reports false
+// when the worker stopped meanwhile: the job was not called again and
+// should be handed back.
+func (w *Worker) awaitRetry(ctx context.Context, c *call, d delivery, delay time.Duration, budget bool) bool {
 	l := c.lane
 	if w.logger.Enabled(ctx, slog.LevelDebug) {
-		w.logger.Debug("retry over budget; waiting for room", "job_id", d.job.ID, "provider", l.provider.Name(), "attempt", d.attempt, "delay", delay)
+		w.logger.Debug("failure held, not an attempt", "job_id", d.job.ID, "provider", l.provider.Name(), "attempt", d.attempt,
+			"why", map[bool]string{true: "over the retry budget", false: "breaker open"}[budget], "delay", delay)
 	}
-	if err := l.limiter.AwaitRetry(ctx, c.stop, delay, d.msg); err != nil {
-		return false
+	if budget {
+		if err := l.limiter.AwaitRetry(ctx, c.stop, delay, d.msg); err != nil {
+			return false
+		}
 	}
 	// Admit waits while the provider is paused, its quota spent or its
 	// breaker open: keep the job alive meanwhile, and give up on a stop.
