@@ -25,7 +25,8 @@ const maxDrain = 1 << 20
 
 // Stats is a snapshot of the counters. Requests to GET /_stats are not
 // counted. Once no request is in flight,
-// Requests = sum(ByStatus) + Canceled.
+// Requests = sum(ByStatus) + Canceled, plus the requests an OutageReset
+// outage dropped.
 type Stats struct {
 	// Requests received, refused by the rate limit or not.
 	Requests int64 `json:"requests"`
@@ -51,7 +52,8 @@ type Stats struct {
 	Keys int `json:"keys"`
 	// Duplicates counts idempotency keys admitted more than once.
 	Duplicates int `json:"duplicates"`
-	// Outage counts requests answered by the outage switch (see Outage).
+	// Outage counts requests answered (or, with OutageReset, dropped) by
+	// the outage switch (see Outage).
 	Outage int64 `json:"outage,omitempty"`
 }
 

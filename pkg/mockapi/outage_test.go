@@ -36,3 +36,24 @@ func TestOutage(t *testing.T) {
 		t.Fatalf("stats %+v: want 2 requests, 1 outage answer, 1 key, no duplicate", st)
 	}
 }
+
+func TestOutageReset(t *testing.T) {
+	t.Parallel()
+	s := mockapi.New(mockapi.Config{})
+	hs := httptest.NewServer(s)
+	t.Cleanup(hs.Close)
+	s.Outage(mockapi.OutageReset)
+	if resp, err := http.Get(hs.URL + "/x"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("during a reset outage: answered %d, want no answer", resp.StatusCode)
+	}
+	s.Outage(0)
+	resp, err := http.Get(hs.URL + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if st := s.Stats(); st.Outage != 1 || st.ByStatus[200] != 1 {
+		t.Fatalf("stats %+v: want 1 outage, 1 answer", st)
+	}
+}

@@ -207,3 +207,34 @@ func TestAFailureOverTheRetryBudgetSpendsNoAttempt(t *testing.T) {
 		t.Errorf("%d calls, %d attempts: want the %d held failures to be the calls not counted as attempts", made, attempts, s.RetriesDeferred)
 	}
 }
+
+// A provider that does not answer at all (connections reset) opens the
+// breaker too, and its jobs wait for it without spending attempts.
+func TestAProviderThatDoesNotAnswerOpensTheBreaker(t *testing.T) {
+	b := setup(t, mockapi.Config{})
+	b.api.Outage(mockapi.OutageReset)
+	w := b.startWorker(t, worker.Config{}, map[string]provider.Config{"acme": b.provider(b.url, outageTimings, func(c *provider.Config) {
+		c.Concurrency, c.MaxAttempts = 4, 2
+	})})
+	ids := b.backlog(t, "acme", job.LaneLive, 20, "/charge")
+	waitFor(t, 5*time.Second, func() (bool, string) {
+		s := acmeLimits(w)
+		return s.Breaker == limit.BreakerOpen && s.BreakerReason != "", fmt.Sprintf("breaker %s (%s)", s.Breaker, s.BreakerReason)
+	})
+	b.api.Outage(0)
+	rows := b.waitFinal(t, 20*time.Second, ids...)
+	for id, row := range rows {
+		if row.Status != job.StatusSucceeded {
+			t.Errorf("job %s ended %s after %d attempts", id, row.Status, row.Attempts)
+		}
+	}
+	st := b.api.Stats()
+	s := acmeLimits(w)
+	t.Logf("%d connections reset, %d jobs served; breaker opened %d times, %d failures held for it", st.Outage, st.Keys, s.BreakerOpened, s.BreakerHeld)
+	if st.Keys != len(ids) || st.Duplicates != 0 {
+		t.Errorf("acme served %d jobs (want %d), %d twice", st.Keys, len(ids), st.Duplicates)
+	}
+	if dl := b.streamMsgs(t, streams.DLQ); dl != 0 {
+		t.Errorf("%d jobs dead-lettered", dl)
+	}
+}
