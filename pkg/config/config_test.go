@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -414,6 +415,34 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if c.Recorder.FetchMaxWait != 250*time.Millisecond || c.Providers["acme"].BackoffCap != 5*time.Minute {
 		t.Errorf("durations not parsed: recorder=%+v", c.Recorder)
+	}
+	a := c.Providers["acme"]
+	if !slices.Equal(a.Retry.Statuses, []string{"408", "429", "5xx"}) || a.Tasks["create_refund"].Retry.Attempts != 2 ||
+		a.RetryBudget.Ratio != 0.2 || a.Breaker.Consecutive != 10 {
+		t.Errorf("providers.acme retry = %+v, tasks = %+v, budget = %+v, breaker = %+v", a.Retry, a.Tasks, a.RetryBudget, a.Breaker)
+	}
+}
+
+func TestRetryKeysFromTheEnvironment(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(config.Options{Env: []string{
+		"SWITCHYARD_PROVIDERS__ACME__BASE_URL=https://api.test",
+		"SWITCHYARD_PROVIDERS__ACME__RETRY__STATUSES=429,503",
+		"SWITCHYARD_PROVIDERS__ACME__TASKS__REFUND__RETRY__ATTEMPTS=1",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Providers["acme"]
+	if a.Tasks["refund"].Retry.Attempts != 1 || !slices.Equal(a.Retry.Statuses, []string{"429,503"}) {
+		t.Errorf("retry = %+v, tasks = %+v", a.Retry, a.Tasks)
+	}
+	_, err = config.Load(config.Options{Env: []string{
+		"SWITCHYARD_PROVIDERS__ACME__BASE_URL=https://api.test",
+		"SWITCHYARD_PROVIDERS__ACME__RETRY__STATUSES=429,5xz",
+	}})
+	if err == nil || !strings.Contains(err.Error(), "providers.acme: retry.statuses") {
+		t.Errorf("a bad status: error %v, want one naming providers.acme: retry.statuses", err)
 	}
 }
 

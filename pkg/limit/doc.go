@@ -151,6 +151,60 @@
 // fetching until the next UTC day, asking again every 10 seconds in case
 // other replicas handed tokens back.
 //
+// # Circuit breaker
+//
+// A provider that is down gets no calls from any replica. Each replica
+// counts its own calls' outcomes over a sliding window: no answer, a
+// timeout, a 408 or a 5xx is a failure; a 429 counts for nothing (the
+// rate limit and pauses deal with it); any other answer, 4xx included,
+// shows the provider up. When the failures reach FailureRate of at least
+// MinCalls calls in the window, or Consecutive in a row, that replica
+// opens the breaker at once and writes breaker.<provider> in LIMITS; the
+// others watch the bucket and follow within milliseconds (10 ms measured
+// on loopback between three replicas). So the fleet opens on what any one
+// replica sees; the window is not summed across replicas, which costs
+// nothing per call, and the replicas see the same provider through the
+// same consumer, so their views agree.
+//
+// While it is open the provider's lanes fetch nothing: its jobs wait in
+// the stream and spend no attempt. Jobs already fetched and not yet
+// started wait in Wait, as under a pause, keeping their messages alive;
+// they are not naked, because a nak counts a delivery, and the worker
+// counts attempts by deliveries. Calls in flight when it opens finish; a
+// failure while it is open (such a call, or a probe) is the outage's, not
+// an attempt: its job waits in the worker the same way (HoldForBreaker),
+// its last attempt included, so no job is dead-lettered because of an
+// outage. Only the failures before it opened spend attempts. Other
+// providers are untouched: each has its own breaker, lanes and slots.
+//
+// When the open period ends, every replica tries to become the prober
+// with a compare-and-set on the key's revision; one wins, and the others
+// see it as half_open with the winner's name. The prober lets Probes calls
+// through (jobs it holds, or fetches for the purpose); the others keep
+// holding. The first probe to finish decides: a success closes the
+// breaker for the fleet, a failure opens it again for twice as long
+// (OpenFor·2^(opens-1), at most MaxOpenFor). If the prober says nothing
+// within its call timeout plus OpenFor (it died), another takes over the
+// same way. Every transition is logged by the replica that made it and by
+// those that follow it, reported in Snapshot, and shown by switchyard
+// status from the key.
+//
+// # Retry budget
+//
+// Retries of a provider are capped at a share of its recent successes:
+// each replica allows at most Ratio·S + max(1, MinPerSecond·W) retries in
+// any window W in which S of its calls succeeded, so the fleet allows at
+// most Ratio·S_fleet + N·MinPerSecond·W (the ratio holds for the fleet,
+// the floor grows with the replicas N). A retry is counted when it is
+// decided. A failure over the budget is not an attempt: its job keeps its
+// slot and waits in the worker (its backoff, then for room in the budget,
+// keeping its message alive), then calls again under the same attempt
+// number, with no result published for the failure; a nak would count a
+// delivery and so spend an attempt. As the held jobs keep their slots, a
+// provider failing faster than its budget allows soon stops fetching new
+// jobs. Together with the breaker: an outage opens the breaker within a
+// few calls, so only the calls in flight then, and the probes, fail.
+//
 // # For status
 //
 // Worker.Limits (Limiter.Snapshot) reports a replica's view of each

@@ -22,15 +22,17 @@ import (
 // Names in JetStream.
 const (
 	// Bucket is the KV bucket holding membership heartbeats
-	// (member.<replica>) and pauses (pause.<provider>).
+	// (member.<replica>), pauses (pause.<provider>) and circuit breakers
+	// (breaker.<provider>).
 	Bucket = "LIMITS"
 	// QuotaStream is the counter stream (ADR-49) of daily quotas, one
 	// subject quota.<provider>.<YYYYMMDD> per provider and UTC day.
 	QuotaStream = "QUOTA"
 
-	memberPrefix = "member."
-	pausePrefix  = "pause."
-	quotaPrefix  = "quota"
+	memberPrefix  = "member."
+	pausePrefix   = "pause."
+	breakerPrefix = "breaker."
+	quotaPrefix   = "quota"
 )
 
 // bucketMaxAge bounds how long anything stays in the bucket: longer than
@@ -101,6 +103,7 @@ func (f *Fleet) Add(provider string, spec Spec) *Limiter {
 		l.q = newQuota(spec.DailyQuota)
 	}
 	l.notify = f.poke
+	l.replica = f.cfg.Replica
 	l.recomputeLocked()
 	l.mu.Unlock()
 	f.limiters[provider] = l
@@ -237,7 +240,7 @@ func (f *Fleet) ensureBucket(ctx context.Context, replicas int) (jetstream.KeyVa
 		}
 		kv, err = f.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      Bucket,
-			Description: "switchyard: worker membership heartbeats and provider pauses, for fleet-wide limits",
+			Description: "switchyard: worker membership heartbeats, provider pauses and circuit breakers, for fleet-wide limits",
 			History:     1, TTL: bucketMaxAge, Storage: jetstream.FileStorage, Replicas: replicas,
 			// Per-key TTLs need it; watchers then see expired keys go.
 			LimitMarkerTTL: time.Second,
@@ -314,7 +317,7 @@ func (l *Limiter) report() Report {
 	s := l.Snapshot()
 	return Report{Rate: s.Rate, Started: s.Started, Concurrency: s.Concurrency, Adaptive: s.Adaptive,
 		PausedUntil: s.PausedUntil, PauseReason: s.PauseReason,
-		QuotaLimit: s.QuotaLimit, QuotaUsed: s.QuotaUsed, QuotaResumesAt: s.QuotaResumesAt}
+		QuotaLimit: s.QuotaLimit, QuotaUsed: s.QuotaUsed, QuotaResumesAt: s.QuotaResumesAt, Breaker: s.Breaker}
 }
 
 // sync starts the watcher and applies the bucket as it stands, up to the
@@ -473,6 +476,24 @@ func (f *Fleet) apply(e jetstream.KeyValueEntry, initial bool) bool {
 			return false
 		}
 		l.remotePause(p)
+	case strings.HasPrefix(key, breakerPrefix):
+		name := strings.TrimPrefix(key, breakerPrefix)
+		l := f.limiters[name]
+		if l == nil || l.brk == nil {
+			return false
+		}
+		rec := Breaker{State: BreakerClosed, Reason: "key removed"}
+		if e.Operation() == jetstream.KeyValuePut {
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				f.logger.Warn("unreadable breaker; ignored", "key", e.Key(), "err", err)
+				return false
+			}
+		}
+		before := l.BreakerState()
+		l.remoteBreaker(rec, e.Revision())
+		if after := l.BreakerState(); after != before && rec.Replica != f.cfg.Replica {
+			f.logger.Info("breaker "+after, "provider", name, "by", rec.Replica, "reason", rec.Reason, "until", rec.Until)
+		}
 	}
 	return false
 }
@@ -556,6 +577,9 @@ func (f *Fleet) writer(ctx context.Context) {
 			if p := l.takePause(); p != nil {
 				f.publishPause(ctx, name, *p)
 			}
+			if b, rev := l.takeBreaker(); b != nil {
+				f.publishBreaker(ctx, name, l, *b, rev)
+			}
 			if l.wantsQuota() {
 				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				if err := l.refillQuota(rctx, f); err != nil && ctx.Err() == nil {
@@ -583,4 +607,43 @@ func (f *Fleet) publishPause(ctx context.Context, provider string, p Pause) {
 		return
 	}
 	f.logger.Info("provider paused for the fleet", "provider", provider, "until", p.Until, "reason", p.Reason)
+}
+
+// publishBreaker writes a breaker state to breaker.<provider>, as a
+// compare-and-set on the revision this replica last saw: of several
+// replicas claiming the probe, one wins; a loser takes the state in force.
+func (f *Fleet) publishBreaker(ctx context.Context, provider string, l *Limiter, rec Breaker, rev uint64) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	key := breakerPrefix + provider
+	var got uint64
+	if rev == 0 {
+		got, err = f.kv.Create(ctx, key, data)
+	} else {
+		got, err = f.kv.Update(ctx, key, data, rev)
+	}
+	if err == nil {
+		l.breakerWritten(rec, got)
+		f.logger.Info("breaker "+rec.State+" for the fleet", "provider", provider, "reason", rec.Reason, "until", rec.Until, "opens", rec.Opens)
+		return
+	}
+	e, gerr := f.kv.Get(ctx, key)
+	switch {
+	case errors.Is(gerr, jetstream.ErrKeyNotFound):
+		l.breakerLost(nil, 0)
+	case gerr != nil:
+		l.breakerLost(nil, 0)
+		f.logger.Warn("publish breaker; only this replica follows it", "provider", provider, "state", rec.State, "err", err)
+	default:
+		var cur Breaker
+		if json.Unmarshal(e.Value(), &cur) != nil {
+			cur = Breaker{State: BreakerClosed}
+		}
+		l.breakerLost(&cur, e.Revision())
+		f.logger.Debug("breaker changed by another replica first", "provider", provider, "wanted", rec.State, "state", cur.State, "by", cur.Replica)
+	}
 }

@@ -52,6 +52,10 @@ type Spec struct {
 	// the budget is spent, pause the provider for the fleet; PauseOn503
 	// does the same for a 503 with Retry-After.
 	PauseOn429, PauseOn503 bool
+	// Breaker, when set, is the provider's circuit breaker; Budget its
+	// retry budget.
+	Breaker *BreakerSpec
+	Budget  *BudgetSpec
 }
 
 // Admission is what Admit grants: N calls, each with a quota token of the
@@ -119,6 +123,12 @@ type Limiter struct {
 	quotaWaiters int
 	// keepAlive is keepAliveEvery; tests shorten it.
 	keepAlive time.Duration
+
+	// brk and bud are the circuit breaker and the retry budget, nil when
+	// off; replica names this replica in the breaker's key.
+	brk     *breaker
+	bud     *budget
+	replica string
 }
 
 // NewLimiter returns a Limiter for one provider, on its own: as the only
@@ -130,6 +140,12 @@ func NewLimiter(name string, spec Spec) *Limiter {
 	}
 	l := &Limiter{name: name, spec: spec, base: time.Now(), members: 1, ad: newAdapt(spec.Recovery), changed: make(chan struct{}), keepAlive: keepAliveEvery}
 	l.slots = [2]int{spec.Concurrency, spec.LiveReserve}
+	if spec.Breaker != nil {
+		l.brk = newBreaker(*spec.Breaker)
+	}
+	if spec.Budget != nil && spec.Budget.Ratio > 0 {
+		l.bud = newBudget(*spec.Budget)
+	}
 	l.mu.Lock()
 	l.recomputeLocked()
 	l.mu.Unlock()
@@ -202,6 +218,11 @@ func (l *Limiter) Admit(ctx context.Context, lane job.Lane, want int) (Admission
 // admitLocked admits what it can at now; when nothing, it says until when
 // to wait (or until changed closes).
 func (l *Limiter) admitLocked(now int64, li, want int) (Admission, int64) {
+	if l.brk != nil {
+		if held, until := l.breakerGateLocked(now, true, &want); held {
+			return Admission{}, until
+		}
+	}
 	if p := l.paused.Load(); p != 0 {
 		if now < p {
 			return Admission{}, p
@@ -288,9 +309,22 @@ func (l *Limiter) Wait(ctx context.Context, stop <-chan struct{}, lane job.Lane,
 }
 
 func (l *Limiter) waitLive(ctx context.Context, stop <-chan struct{}, ka KeepAliver) error {
+	probed := false
 	for {
 		l.mu.Lock()
 		now := l.mono()
+		if l.brk != nil && !probed {
+			one := 1
+			if held, until := l.breakerGateLocked(now, false, &one); held {
+				changed := l.changed
+				l.mu.Unlock()
+				if err := l.sleep(ctx, stop, untilOrNever(until), changed, ka); err != nil {
+					return err
+				}
+				continue
+			}
+			probed = true
+		}
 		if p := l.paused.Load(); p != 0 {
 			if now < p {
 				l.mu.Unlock()
@@ -326,7 +360,7 @@ type bulkWaiter struct{ ready chan struct{} }
 
 func (l *Limiter) waitBulk(ctx context.Context, stop <-chan struct{}, ka KeepAliver) error {
 	l.mu.Lock()
-	if now := l.mono(); len(l.bulkQ) == 0 && l.paused.Load() == 0 && l.b.due(now, bulk) <= now {
+	if now := l.mono(); len(l.bulkQ) == 0 && l.paused.Load() == 0 && l.breakerClosed() && l.b.due(now, bulk) <= now {
 		// No queue and a token free: take it.
 		l.b.take(now, bulk)
 		l.promised = max(0, l.promised-1)
@@ -344,11 +378,21 @@ func (l *Limiter) waitBulk(ctx context.Context, stop <-chan struct{}, ka KeepAli
 		l.leaveBulk(w)
 		return err
 	}
+	probed := false
 	for {
 		l.mu.Lock()
 		now := l.mono()
 		until := int64(0)
-		if p := l.paused.Load(); p != 0 && now < p {
+		one := 1
+		held := false
+		if l.brk != nil && !probed {
+			held, until = l.breakerGateLocked(now, false, &one)
+			until = untilOrNever(until)
+			probed = !held
+		}
+		if held {
+			// Held back by the breaker: wait below.
+		} else if p := l.paused.Load(); p != 0 && now < p {
 			until = p
 		} else {
 			if p != 0 {
@@ -419,6 +463,20 @@ func (l *Limiter) sleep(ctx context.Context, stop <-chan struct{}, until int64, 
 			_ = ka.InProgress()
 		}
 	}
+}
+
+// untilOrNever turns "until the state changes" (0) into a time that never
+// comes, for sleep.
+func untilOrNever(until int64) int64 {
+	if until == 0 {
+		return math.MaxInt64
+	}
+	return until
+}
+
+// breakerClosed reports whether no breaker holds calls back.
+func (l *Limiter) breakerClosed() bool {
+	return l.brk == nil || l.brk.state.Load() == stClosed
 }
 
 // waitUntil waits for d, changed to close, or ctx to end.
@@ -594,7 +652,7 @@ func (l *Limiter) recomputeLocked() {
 		l.promised = 0 // admitted with no rate to keep: nothing promised
 	}
 	l.adapting.Store(l.ad.active())
-	l.simple.Store(!l.b.limited() && l.q == nil && l.paused.Load() == 0)
+	l.simple.Store(!l.b.limited() && l.q == nil && l.paused.Load() == 0 && l.breakerClosed())
 }
 
 func (l *Limiter) broadcastLocked() {
@@ -662,6 +720,7 @@ func (l *Limiter) tick(now int64) {
 	if p := l.paused.Load(); p != 0 && now >= p {
 		l.unpauseLocked()
 	}
+	l.tickBreakerLocked(now)
 }
 
 // Snapshot is where a provider's limits stand in this replica: what
@@ -698,6 +757,26 @@ type Snapshot struct {
 	QuotaLimit     int64     `json:"quota_limit,omitempty"`
 	QuotaUsed      int64     `json:"quota_used,omitempty"`
 	QuotaResumesAt time.Time `json:"quota_resumes_at,omitzero"`
+	// Breaker is the circuit breaker's state (BreakerClosed, BreakerOpen,
+	// BreakerHalfOpen), empty when it is off. BreakerUntil is when an open
+	// one may be probed, or a prober's deadline; BreakerReason why it is
+	// where it is; BreakerProber is set while this replica probes;
+	// BreakerOpened counts the opens this replica saw.
+	Breaker       string    `json:"breaker,omitempty"`
+	BreakerUntil  time.Time `json:"breaker_until,omitzero"`
+	BreakerReason string    `json:"breaker_reason,omitempty"`
+	BreakerProber bool      `json:"breaker_prober,omitempty"`
+	BreakerOpened int64     `json:"breaker_opened,omitempty"`
+	// BreakerHeld counts failed calls whose jobs waited for the breaker
+	// instead of spending an attempt.
+	BreakerHeld int64 `json:"breaker_held,omitempty"`
+	// RetriesAllowed counts the retries the budget let through since
+	// start, RetriesDeferred the failures over it, which waited for room
+	// instead of spending an attempt; RetryRoom is how many more the
+	// window allows now. All zero when there is no budget.
+	RetriesAllowed  int64 `json:"retries_allowed,omitempty"`
+	RetriesDeferred int64 `json:"retries_deferred,omitempty"`
+	RetryRoom       int64 `json:"retry_room,omitempty"`
 }
 
 // Snapshot reports where the provider's limits stand.
@@ -722,6 +801,18 @@ func (l *Limiter) Snapshot() Snapshot {
 	}
 	if l.q != nil {
 		s.QuotaLimit, s.QuotaUsed, s.QuotaResumesAt = l.q.limit, l.q.used, l.q.spentUntil
+	}
+	if b := l.brk; b != nil {
+		s.Breaker, s.BreakerReason, s.BreakerProber, s.BreakerOpened = stateNames[b.state.Load()], b.reason, b.prober, b.opened
+		s.BreakerHeld = b.held.Load()
+		if s.Breaker != BreakerClosed {
+			s.BreakerUntil = b.untilWall
+		}
+	}
+	if b := l.bud; b != nil {
+		s.RetriesAllowed, s.RetriesDeferred = b.taken.Load(), b.deferred.Load()
+		w := b.win.sum(l.mono())
+		s.RetryRoom = max(0, b.allowance(w.ok)-w.retrys)
 	}
 	return s
 }

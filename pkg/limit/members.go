@@ -36,6 +36,9 @@ type Report struct {
 	QuotaLimit     int64     `json:"quota_limit,omitempty"`
 	QuotaUsed      int64     `json:"quota_used,omitempty"`
 	QuotaResumesAt time.Time `json:"quota_resumes_at,omitzero"`
+	// Breaker is the breaker's state as this replica sees it; empty when
+	// the provider has none.
+	Breaker string `json:"breaker,omitempty"`
 }
 
 // Pause is the value of pause.<provider>: the provider said stop, and

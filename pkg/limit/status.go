@@ -36,6 +36,16 @@ type FleetStatus struct {
 	QuotaLimit     int64     `json:"quota_limit,omitempty"`
 	QuotaUsed      int64     `json:"quota_used,omitempty"`
 	QuotaResumesAt time.Time `json:"quota_resumes_at,omitzero"`
+	// Breaker is the circuit breaker's state (BreakerClosed, BreakerOpen,
+	// BreakerHalfOpen) from breaker.<provider>, or closed when no replica
+	// ever wrote it; empty when no member has a breaker for the provider.
+	// BreakerUntil, BreakerReason and BreakerBy are the key's: when an
+	// open breaker may be probed (or a prober's deadline), why, and which
+	// replica wrote it (in half_open, the prober).
+	Breaker       string    `json:"breaker,omitempty"`
+	BreakerUntil  time.Time `json:"breaker_until,omitzero"`
+	BreakerReason string    `json:"breaker_reason,omitempty"`
+	BreakerBy     string    `json:"breaker_by,omitempty"`
 }
 
 // ReadStatus reads the LIMITS bucket and returns every provider's limits
@@ -108,6 +118,9 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream) ([]FleetStatus, err
 				if r.QuotaResumesAt.After(s.QuotaResumesAt) {
 					s.QuotaResumesAt = r.QuotaResumesAt
 				}
+				if r.Breaker != "" && s.Breaker == "" {
+					s.Breaker = BreakerClosed
+				}
 			}
 		case strings.HasPrefix(key, pausePrefix):
 			var p Pause
@@ -116,6 +129,20 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream) ([]FleetStatus, err
 			}
 			if s := get(strings.TrimPrefix(key, pausePrefix)); p.Until.After(s.PausedUntil) {
 				s.PausedUntil, s.PauseReason = p.Until, p.Reason
+			}
+		}
+	}
+	// The breakers' keys override what the heartbeats implied.
+	for _, e := range entries {
+		if key := e.Key(); strings.HasPrefix(key, breakerPrefix) {
+			var b Breaker
+			if json.Unmarshal(e.Value(), &b) != nil || b.State == "" {
+				continue
+			}
+			s := get(strings.TrimPrefix(key, breakerPrefix))
+			s.Breaker, s.BreakerReason, s.BreakerBy = b.State, b.Reason, b.Replica
+			if b.State != BreakerClosed {
+				s.BreakerUntil = b.Until
 			}
 		}
 	}

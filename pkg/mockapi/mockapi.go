@@ -25,7 +25,8 @@ const maxDrain = 1 << 20
 
 // Stats is a snapshot of the counters. Requests to GET /_stats are not
 // counted. Once no request is in flight,
-// Requests = sum(ByStatus) + Canceled.
+// Requests = sum(ByStatus) + Canceled, plus the requests an OutageReset
+// outage dropped.
 type Stats struct {
 	// Requests received, refused by the rate limit or not.
 	Requests int64 `json:"requests"`
@@ -51,6 +52,9 @@ type Stats struct {
 	Keys int `json:"keys"`
 	// Duplicates counts idempotency keys admitted more than once.
 	Duplicates int `json:"duplicates"`
+	// Outage counts requests answered (or, with OutageReset, dropped) by
+	// the outage switch (see Outage).
+	Outage int64 `json:"outage,omitempty"`
 }
 
 // Server is the fake API; it is an http.Handler safe for any number of
@@ -85,6 +89,7 @@ type Server struct {
 	// shared, in a Multi, measures all providers together; nil otherwise.
 	shared *meter
 	keys   *keySet
+	out    outage
 
 	// started, when set (by tests, before serving), is called once a
 	// request is counted in flight, before it waits.
@@ -167,6 +172,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, path string) {
 		Path:           r.URL.EscapedPath(),
 		Query:          r.URL.RawQuery,
 		IdempotencyKey: firstValue(r.Header, s.idemHeader),
+	}
+	if s.answerOutage(w, &e) {
+		return
 	}
 	admitted, wait := true, time.Duration(0)
 	if s.limit != nil {
@@ -407,6 +415,7 @@ func (s *Server) Stats() Stats {
 		Throttled:    s.throttled.Load(),
 		InFlight:     s.own.inFlight.Load(),
 		PeakInFlight: s.own.peak.Load(),
+		Outage:       s.out.count.Load(),
 	}
 	for code := range s.byStatus {
 		if n := s.byStatus[code].Load(); n > 0 {
@@ -427,6 +436,7 @@ func (s *Server) Reset() {
 	s.requests.Store(0)
 	s.canceled.Store(0)
 	s.throttled.Store(0)
+	s.out.count.Store(0)
 	for code := range s.byStatus {
 		s.byStatus[code].Store(0)
 	}

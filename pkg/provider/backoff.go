@@ -30,9 +30,8 @@ func Backoff(attempt int, base, cap time.Duration) time.Duration {
 // broken or hostile header must not hold it for years.
 const MaxRetryAfter = time.Hour
 
-// RetryDelay is the wait before the next attempt: the provider's
-// Retry-After (at most MaxRetryAfter) when it asked for one longer than the
-// backoff, else the backoff.
+// RetryDelay is the wait before the next attempt under the provider's own
+// policy (see Policy.Delay; a task's override is Policy(task).Delay).
 func (p *Provider) RetryDelay(attempt int, retryAfter time.Duration) time.Duration {
-	return max(min(retryAfter, MaxRetryAfter), Backoff(attempt, p.cfg.BackoffBase, p.cfg.BackoffCap))
+	return p.policy.Delay(attempt, retryAfter)
 }

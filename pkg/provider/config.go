@@ -1,14 +1,19 @@
 package provider
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/switchyard-io/switchyard/pkg/job"
 )
 
 // Scope says over which set of processes a limit holds.
@@ -115,12 +120,23 @@ type Config struct {
 	FleetPause string `koanf:"fleet_pause"`
 	// Timeout bounds one call, from dial to the last body byte. Default 30s.
 	Timeout time.Duration `koanf:"timeout"`
-	// MaxAttempts is the default number of attempts per job. Default 5.
-	MaxAttempts int `koanf:"max_attempts"`
-	// BackoffBase and BackoffCap shape the exponential backoff with full
-	// jitter between attempts. Defaults 1s and 5m.
+	// MaxAttempts, BackoffBase and BackoffCap are the older spelling of
+	// Retry.Attempts, Retry.Base and Retry.Cap, kept so existing configs
+	// work; WithDefaults makes each pair equal, and setting both keys of a
+	// pair to different values is an error.
+	MaxAttempts int           `koanf:"max_attempts"`
 	BackoffBase time.Duration `koanf:"backoff_base"`
 	BackoffCap  time.Duration `koanf:"backoff_cap"`
+	// Retry is the provider's retry policy: attempts, backoff, and which
+	// statuses and errors retry.
+	Retry RetryPolicy `koanf:"retry"`
+	// RetryBudget caps retries at a share of recent successful calls.
+	RetryBudget RetryBudget `koanf:"retry_budget"`
+	// Tasks overrides the retry policy of single tasks, by task name.
+	Tasks map[string]Task `koanf:"tasks"`
+	// Breaker stops the provider's calls, on every replica, while it is
+	// failing (see package limit).
+	Breaker BreakerConfig `koanf:"breaker"`
 	// IdempotencyHeader carries the job id on every call. Default
 	// "Idempotency-Key"; "-" disables it.
 	IdempotencyHeader string `koanf:"idempotency_header"`
@@ -167,15 +183,12 @@ func (c Config) WithDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second
 	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 5
-	}
-	if c.BackoffBase == 0 {
-		c.BackoffBase = time.Second
-	}
-	if c.BackoffCap == 0 {
-		c.BackoffCap = 5 * time.Minute
-	}
+	c.Retry = c.Retry.withDefaults(c)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, c.Retry.Attempts)
+	c.BackoffBase = cmp.Or(c.BackoffBase, c.Retry.Base)
+	c.BackoffCap = cmp.Or(c.BackoffCap, c.Retry.Cap)
+	c.RetryBudget = c.RetryBudget.withDefaults()
+	c.Breaker = c.Breaker.withDefaults()
 	if c.IdempotencyHeader == "" {
 		c.IdempotencyHeader = "Idempotency-Key"
 	}
@@ -218,6 +231,31 @@ func (c Config) Validate() error {
 	}
 	if c.BackoffBase <= 0 || c.BackoffCap < c.BackoffBase {
 		return fmt.Errorf("backoff_base, backoff_cap: want 0 < base (%s) <= cap (%s)", c.BackoffBase, c.BackoffCap)
+	}
+	switch {
+	case c.MaxAttempts != c.Retry.Attempts:
+		return fmt.Errorf("max_attempts: %d differs from retry.attempts (%d); it is the older spelling, set only one", c.MaxAttempts, c.Retry.Attempts)
+	case c.BackoffBase != c.Retry.Base:
+		return fmt.Errorf("backoff_base: %s differs from retry.base (%s); it is the older spelling, set only one", c.BackoffBase, c.Retry.Base)
+	case c.BackoffCap != c.Retry.Cap:
+		return fmt.Errorf("backoff_cap: %s differs from retry.cap (%s); it is the older spelling, set only one", c.BackoffCap, c.Retry.Cap)
+	}
+	if err := c.Retry.validate(); err != nil {
+		return fmt.Errorf("retry.%w", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Tasks)) {
+		if !job.ValidToken(name) {
+			return fmt.Errorf("tasks: %q is not a valid task name (want [a-z0-9_-]{1,64})", name)
+		}
+		if err := c.Tasks[name].Retry.over(c.Retry).validate(); err != nil {
+			return fmt.Errorf("tasks.%s.retry.%w", name, err)
+		}
+	}
+	if err := c.RetryBudget.validate(); err != nil {
+		return fmt.Errorf("retry_budget.%w", err)
+	}
+	if err := c.Breaker.validate(); err != nil {
+		return fmt.Errorf("breaker.%w", err)
 	}
 	if err := c.RateLimit.validate(); err != nil {
 		return err

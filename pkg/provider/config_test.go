@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,17 @@ func TestWithDefaults(t *testing.T) {
 			},
 		},
 		{
+			name: "retry block mirrored to the older keys",
+			in:   provider.Config{BaseURL: "https://api.test", Retry: provider.RetryPolicy{Attempts: 7, Base: time.Millisecond, Cap: time.Second, Statuses: []string{"503"}}},
+			want: provider.Config{
+				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
+				Timeout: 30 * time.Second, MaxAttempts: 7, BackoffBase: time.Millisecond, BackoffCap: time.Second,
+				Retry:             provider.RetryPolicy{Attempts: 7, Base: time.Millisecond, Cap: time.Second, Statuses: []string{"503"}, Errors: provider.DefaultRetryErrors},
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				RateLimit: noRate, FleetPause: provider.PauseOn429,
+			},
+		},
+		{
 			name: "explicit values kept",
 			in: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeFleet, LiveReserve: 3,
@@ -85,7 +97,8 @@ func TestWithDefaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got := tt.in.WithDefaults()
-			if got != tt.want {
+			tt.want = withRetryDefaults(tt.want)
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("WithDefaults() =\n%+v\nwant\n%+v", got, tt.want)
 			}
 			if err := got.Validate(); err != nil {
@@ -93,6 +106,23 @@ func TestWithDefaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withRetryDefaults fills in the retry block of a wanted config from its
+// older flat keys, and the default budget and breaker, unless set.
+func withRetryDefaults(c provider.Config) provider.Config {
+	if c.Retry.Attempts == 0 {
+		c.Retry = provider.RetryPolicy{Attempts: c.MaxAttempts, Base: c.BackoffBase, Cap: c.BackoffCap,
+			Statuses: provider.DefaultRetryStatuses, Errors: provider.DefaultRetryErrors}
+	}
+	if c.RetryBudget == (provider.RetryBudget{}) {
+		c.RetryBudget = provider.RetryBudget{Ratio: 0.2, MinPerSecond: 1, Window: 10 * time.Second}
+	}
+	if c.Breaker == (provider.BreakerConfig{}) {
+		c.Breaker = provider.BreakerConfig{FailureRate: 0.5, MinCalls: 20, Window: 10 * time.Second, Consecutive: 10,
+			OpenFor: 5 * time.Second, MaxOpenFor: 2 * time.Minute, Probes: 3}
+	}
+	return c
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -152,6 +182,22 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative max_attempts", cfg: provider.Config{BaseURL: "https://api.test", MaxAttempts: -1}, wantErr: true, wantField: "max_attempts"},
 		{name: "backoff_cap below base", cfg: provider.Config{BaseURL: "https://api.test", BackoffBase: 2 * time.Second, BackoffCap: time.Second}, wantErr: true, wantField: "backoff_cap"},
 		{name: "negative backoff_base", cfg: provider.Config{BaseURL: "https://api.test", BackoffBase: -time.Second}, wantErr: true, wantField: "backoff_base"},
+		{name: "retry block", cfg: provider.Config{BaseURL: "https://api.test", Retry: provider.RetryPolicy{Attempts: 3, Statuses: []string{"429", "502,503"}, Errors: []string{"network"}}}},
+		{name: "retry no status", cfg: provider.Config{BaseURL: "https://api.test", Retry: provider.RetryPolicy{Statuses: []string{}}}},
+		{name: "older key agrees", cfg: provider.Config{BaseURL: "https://api.test", MaxAttempts: 3, Retry: provider.RetryPolicy{Attempts: 3}}},
+		{name: "older key disagrees", cfg: provider.Config{BaseURL: "https://api.test", MaxAttempts: 3, Retry: provider.RetryPolicy{Attempts: 4}}, wantErr: true, wantField: "max_attempts"},
+		{name: "retry attempts too many", cfg: provider.Config{BaseURL: "https://api.test", Retry: provider.RetryPolicy{Attempts: 1000}}, wantErr: true, wantField: "retry.attempts"},
+		{name: "retry bad status", cfg: provider.Config{BaseURL: "https://api.test", Retry: provider.RetryPolicy{Statuses: []string{"5xy"}}}, wantErr: true, wantField: "retry.statuses"},
+		{name: "retry bad error", cfg: provider.Config{BaseURL: "https://api.test", Retry: provider.RetryPolicy{Errors: []string{"dns"}}}, wantErr: true, wantField: "retry.errors"},
+		{name: "task override", cfg: provider.Config{BaseURL: "https://api.test", Tasks: map[string]provider.Task{"refund": {Retry: provider.RetryPolicy{Attempts: 1}}}}},
+		{name: "task bad name", cfg: provider.Config{BaseURL: "https://api.test", Tasks: map[string]provider.Task{"Refund!": {}}}, wantErr: true, wantField: "tasks"},
+		{name: "task bad cap", cfg: provider.Config{BaseURL: "https://api.test", Tasks: map[string]provider.Task{"refund": {Retry: provider.RetryPolicy{Cap: time.Millisecond}}}}, wantErr: true, wantField: "tasks.refund.retry.base, cap"},
+		{name: "budget off", cfg: provider.Config{BaseURL: "https://api.test", RetryBudget: provider.RetryBudget{MinPerSecond: 1, Window: time.Second}}},
+		{name: "budget negative ratio", cfg: provider.Config{BaseURL: "https://api.test", RetryBudget: provider.RetryBudget{Ratio: -1}}, wantErr: true, wantField: "retry_budget.ratio"},
+		{name: "budget short window", cfg: provider.Config{BaseURL: "https://api.test", RetryBudget: provider.RetryBudget{Window: time.Millisecond}}, wantErr: true, wantField: "retry_budget.window"},
+		{name: "breaker rate above 1", cfg: provider.Config{BaseURL: "https://api.test", Breaker: provider.BreakerConfig{FailureRate: 1.5}}, wantErr: true, wantField: "breaker.failure_rate"},
+		{name: "breaker max below open", cfg: provider.Config{BaseURL: "https://api.test", Breaker: provider.BreakerConfig{OpenFor: time.Minute, MaxOpenFor: time.Second}}, wantErr: true, wantField: "breaker.max_open_for"},
+		{name: "breaker negative probes", cfg: provider.Config{BaseURL: "https://api.test", Breaker: provider.BreakerConfig{Probes: -1}}, wantErr: true, wantField: "breaker.probes"},
 		{name: "negative response_body_limit", cfg: provider.Config{BaseURL: "https://api.test", ResponseBodyLimit: -1}, wantErr: true, wantField: "response_body_limit"},
 		{name: "auth.header without env or file", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "Authorization"}}, wantErr: true, wantField: "auth.env"},
 		{
@@ -218,7 +264,7 @@ func TestNewInvalidName(t *testing.T) {
 			if p.Name() != tt.pname {
 				t.Errorf("Name() = %q", p.Name())
 			}
-			if p.Config() != (provider.Config{BaseURL: "https://api.test"}).WithDefaults() {
+			if !reflect.DeepEqual(p.Config(), (provider.Config{BaseURL: "https://api.test"}).WithDefaults()) {
 				t.Errorf("Config() = %+v, want defaults applied", p.Config())
 			}
 			p.Close()

@@ -9,7 +9,12 @@
 // provider's timeout, and caps the response body it keeps.
 //
 // Call reports failures as *Error, whose Class and Retryable fields carry
-// the decision to the worker: network errors, timeouts, 408, 429 and 5xx are
-// worth retrying (after Retry-After when the provider sent one); other
-// non-2xx answers are permanent.
+// the decision to the worker. Which failures retry is the task's retry
+// policy (Policy: the provider's retry block with the task's override over
+// it); by default network errors, timeouts, 408, 429 and 5xx retry, after
+// Retry-After when the provider sent one, and other non-2xx answers are
+// permanent. The policy also holds the attempts and the backoff. The retry
+// budget and the circuit breaker are configured here and enforced by
+// package limit, which already shares each provider's state across the
+// fleet.
 package provider

@@ -27,6 +27,9 @@ type Provider struct {
 	base   *url.URL
 	auth   string
 	client *http.Client
+	// policy is the provider's retry policy, policies its tasks' overrides.
+	policy   *Policy
+	policies map[string]*Policy
 }
 
 // New builds a provider from its config, applying defaults and validating
@@ -41,6 +44,9 @@ func New(name string, cfg Config) (*Provider, error) {
 	}
 	base, _ := url.Parse(cfg.BaseURL) // validated above
 	p := &Provider{name: name, cfg: cfg, base: base}
+	if err := p.buildPolicies(); err != nil {
+		return nil, fmt.Errorf("provider %s: %w", name, err)
+	}
 	if cfg.Auth.Header != "" {
 		secret, err := cfg.Auth.secret()
 		if err != nil {
@@ -86,9 +92,19 @@ type Reply struct {
 }
 
 // Call makes the job's request and reads the answer. A nil error means a
-// 2xx answer. Otherwise the error is an *Error, or ctx's error when ctx was
-// cancelled; the Reply is non-nil whenever a response was read.
+// 2xx answer. Otherwise the error is an *Error whose Retryable follows the
+// task's retry policy, or ctx's error when ctx was cancelled; the Reply is
+// non-nil whenever a response was read.
 func (p *Provider) Call(ctx context.Context, j *job.Job) (*Reply, error) {
+	reply, err := p.call(ctx, j)
+	var perr *Error
+	if errors.As(err, &perr) {
+		perr.Retryable = p.Policy(j.Task).Retries(perr)
+	}
+	return reply, err
+}
+
+func (p *Provider) call(ctx context.Context, j *job.Job) (*Reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
 	req, err := p.NewRequest(ctx, j)

@@ -18,7 +18,11 @@
 // the jobs wait in the stream); before its call, each job waits for its own
 // rate token, live ahead of bulk; after it, the answer's Retry-After,
 // rate-limit headers and 429s feed back into the limits, and a pause
-// reaches every replica. None of this costs a network round trip per call.
+// reaches every replica. The provider's circuit breaker works the same way:
+// while it is open no lane fetches and no fetched job starts, on any
+// replica. A failed call whose retry is over the provider's retry budget is
+// held in the worker until the budget has room, rather than naked, so it
+// spends no attempt. None of this costs a network round trip per call.
 // Limits reports where each provider's limits stand.
 //
 // Each attempt ends in exactly one result on RESULTS (and a dead letter on

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/limit"
 	"github.com/switchyard-io/switchyard/pkg/provider"
 )
 
@@ -58,5 +59,32 @@ func decide(r job.Result, reply *provider.Reply, err error, attempt, maxAttempts
 	default:
 		r.Status = job.StatusFailed
 		return outcome{result: r, action: actionAck}
+	}
+}
+
+// retrying reports whether decide would schedule another attempt for err,
+// attempts permitting.
+func retrying(err error) bool {
+	var perr *provider.Error
+	return err != nil && (!errors.As(err, &perr) || perr.Retryable)
+}
+
+// health is what a call's answer says about its provider, for the circuit
+// breaker and the retry budget: no answer, a timeout, a 408 or a 5xx is a
+// failure; any other answer but a 429 (which the rate limit handles) shows
+// the provider up.
+func health(reply *provider.Reply, err error) limit.Outcome {
+	var perr *provider.Error
+	switch {
+	case err == nil:
+		return limit.Success
+	case !errors.As(err, &perr) || perr.Class == job.ClassInvalid:
+		return limit.Neutral // cancelled, or never sent
+	case perr.HTTPStatus == 0, perr.HTTPStatus == 408, perr.HTTPStatus >= 500:
+		return limit.Failure
+	case perr.HTTPStatus == 429:
+		return limit.Neutral
+	default:
+		return limit.Success
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -55,7 +54,8 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		// Its first delivery was spent waiting for not_before, not calling.
 		d.attempt--
 	}
-	maxAttempts := cmp.Or(j.MaxAttempts, l.provider.Config().MaxAttempts)
+	policy := l.provider.Policy(j.Task)
+	maxAttempts := cmp.Or(j.MaxAttempts, policy.Attempts)
 	if d.attempt > maxAttempts {
 		// Delivered again after its last attempt, whose worker died before
 		// settling it: the call may or may not have happened.
@@ -63,36 +63,16 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		return
 	}
 
-	// Wait for the provider's limits to let this call start: its rate
-	// token, the end of a pause. Quick, except under a pause or a slow rate.
-	if err := l.limiter.Wait(ctx, c.stop, l.lane, msg); err != nil {
-		// Stopped before its turn: never called, so another replica may
-		// take it at once.
-		_ = msg.Nak()
-		return
-	}
-	c.admitted = false
-	started := time.Now()
-	reply, callErr := l.provider.Call(ctx, j)
-	finished := time.Now()
-	if reply != nil {
-		var h http.Header
-		if reply.Response != nil {
-			h = reply.Response.Headers
-		}
-		l.limiter.Observe(started, reply.HTTPStatus, h)
-	}
-	if ctx.Err() != nil && errors.Is(callErr, ctx.Err()) {
-		// Stopped mid-call: no outcome, so hand the job to another replica now.
-		_ = msg.Nak()
-		return
+	started, finished, reply, callErr, ok := w.attempt(ctx, c, d, maxAttempts, policy)
+	if !ok {
+		return // handed back without an outcome
 	}
 	// The provider is done with this call: free its slot for the next one
 	// once storing the outcome has a place.
 	w.settling <- struct{}{}
 	defer func() { <-w.settling }()
 	c.done()
-	out := decide(w.newResult(d, started, finished), reply, callErr, d.attempt, maxAttempts, l.provider.RetryDelay)
+	out := decide(w.newResult(d, started, finished), reply, callErr, d.attempt, maxAttempts, policy.Delay)
 	if out.action == actionTerm {
 		out.dead = newDeadLetter(out.result, msg, w.cfg.ID)
 	}

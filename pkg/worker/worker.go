@@ -102,6 +102,21 @@ func limitSpec(pc provider.Config, s *slots) limit.Spec {
 		FleetConcurrency: pc.ConcurrencyScope == provider.ScopeFleet, OnConcurrency: s.resize,
 		DailyQuota: pc.DailyQuota,
 		PauseOn429: pc.FleetPause != provider.PauseOff, PauseOn503: pc.FleetPause == provider.PauseOn429And503,
+		Budget:  &limit.BudgetSpec{Ratio: pc.RetryBudget.Ratio, MinPerSecond: pc.RetryBudget.MinPerSecond, Window: pc.RetryBudget.Window},
+		Breaker: breakerSpec(pc),
+	}
+}
+
+// breakerSpec is the limiter's view of a provider's breaker: nil when off.
+// The others give a prober its call timeout and its open period to decide.
+func breakerSpec(pc provider.Config) *limit.BreakerSpec {
+	b := pc.Breaker
+	if b.Disabled {
+		return nil
+	}
+	return &limit.BreakerSpec{
+		FailureRate: b.FailureRate, MinCalls: b.MinCalls, Window: b.Window, Consecutive: b.Consecutive,
+		OpenFor: b.OpenFor, MaxOpenFor: b.MaxOpenFor, Probes: b.Probes, ProbeWait: pc.Timeout + b.OpenFor,
 	}
 }
 

@@ -45,6 +45,9 @@ One row per provider and lane, from what the fleet already publishes:
               query API answers, else in flight ÷ calls/s (Little's law).
   ERRORS      share of calls over the last minute that did not succeed, from
               the recorder's query API; left out when it does not answer
+  BREAKER     the provider's circuit breaker: closed; open (its lanes fetch
+              nothing) until it may be probed, and why; half-open while one
+              replica probes; "-" when no worker runs one
   PAUSED      a consumer pause, or the provider's own pause (Retry-After...)
   QUOTA       daily quota used/limit, or when a spent quota resumes
 
@@ -89,6 +92,13 @@ type statusRow struct {
 	QuotaLimit     int64     `json:"quota_limit,omitempty"`
 	QuotaUsed      int64     `json:"quota_used,omitempty"`
 	QuotaResumesAt time.Time `json:"quota_resumes_at,omitzero"`
+	// Breaker is the circuit breaker's state (closed, open, half_open),
+	// empty when no worker runs one; BreakerUntil, BreakerReason and
+	// BreakerBy as in limit.FleetStatus.
+	Breaker       string    `json:"breaker,omitempty"`
+	BreakerUntil  time.Time `json:"breaker_until,omitzero"`
+	BreakerReason string    `json:"breaker_reason,omitempty"`
+	BreakerBy     string    `json:"breaker_by,omitempty"`
 
 	// ETASeconds is when the backlog is done at the current rate; null
 	// when unknown.
@@ -253,6 +263,7 @@ func gatherStatus(ctx context.Context, js jetstream.JetStream, stats *api.Client
 		row.CallsPerSecond, row.Slots = f.Started, f.Concurrency
 		row.PausedUntil, row.PauseReason = f.PausedUntil, f.PauseReason
 		row.QuotaLimit, row.QuotaUsed, row.QuotaResumesAt = f.QuotaLimit, f.QuotaUsed, f.QuotaResumesAt
+		row.Breaker, row.BreakerUntil, row.BreakerReason, row.BreakerBy = f.Breaker, f.BreakerUntil, f.BreakerReason, f.BreakerBy
 
 		ahead := row.Backlog
 		if row.Lane == "bulk" {
@@ -414,7 +425,7 @@ func writeStatus(w io.Writer, r *statusReport, asJSON, watching bool) error {
 	if withErrors {
 		head += "\tERRORS"
 	}
-	fmt.Fprintln(tw, head+"\tPAUSED\tQUOTA")
+	fmt.Fprintln(tw, head+"\tBREAKER\tPAUSED\tQUOTA")
 	for _, row := range r.Rows {
 		line := fmt.Sprintf("%s\t%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s",
 			clean(row.Provider), clean(row.Lane), commas(int(row.Backlog)), row.InFlight, row.CallsPerSecond,
@@ -422,7 +433,7 @@ func writeStatus(w io.Writer, r *statusReport, asJSON, watching bool) error {
 		if withErrors {
 			line += "\t" + percentText(row.ErrorRate)
 		}
-		fmt.Fprintln(tw, line+"\t"+pausedText(row, r.At)+"\t"+quotaText(row))
+		fmt.Fprintln(tw, line+"\t"+breakerText(row, r.At)+"\t"+pausedText(row, r.At)+"\t"+quotaText(row))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -514,6 +525,25 @@ func pausedText(r statusRow, now time.Time) string {
 		return "-"
 	}
 	return strings.Join(parts, "; ")
+}
+
+func breakerText(r statusRow, now time.Time) string {
+	switch r.Breaker {
+	case "":
+		return "-"
+	case limit.BreakerOpen:
+		s := "open"
+		if r.BreakerUntil.After(now) {
+			s += ", probe in " + r.BreakerUntil.Sub(now).Round(100*time.Millisecond).String()
+		}
+		if r.BreakerReason != "" {
+			s += " (" + clean(truncate(r.BreakerReason, 40)) + ")"
+		}
+		return s
+	case limit.BreakerHalfOpen:
+		return "half-open, " + clean(r.BreakerBy) + " probing"
+	}
+	return clean(r.Breaker)
 }
 
 func untilText(t, now time.Time) string {

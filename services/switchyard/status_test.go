@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/limit"
 	"github.com/switchyard-io/switchyard/pkg/mockapi"
 	"github.com/switchyard-io/switchyard/pkg/natsx/natstest"
 	"github.com/switchyard-io/switchyard/pkg/provider"
@@ -60,12 +61,23 @@ func (b *statusBundle) backlog(t *testing.T, prov string, lane job.Lane, n int) 
 // an in-process mock API.
 func (b *statusBundle) startWorker(t *testing.T) {
 	t.Helper()
-	hs := httptest.NewServer(mockapi.New(mockapi.Config{LatencyMin: 20 * time.Millisecond}))
+	b.startWorkerAt(t, mockapi.New(mockapi.Config{LatencyMin: 20 * time.Millisecond}), nil)
+}
+
+// startWorkerAt runs one worker replica serving acme at 5 calls/s against
+// api, its config changed by mod when not nil.
+func (b *statusBundle) startWorkerAt(t *testing.T, api http.Handler, mod func(*provider.Config)) {
+	t.Helper()
+	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
-	ps, err := provider.NewAll(map[string]provider.Config{"acme": {
+	pc := provider.Config{
 		BaseURL: hs.URL, Concurrency: 4, Timeout: 5 * time.Second, MaxAttempts: 3,
 		RateLimit: provider.RateLimit{Rate: 5, Per: time.Second, Burst: 1},
-	}})
+	}
+	if mod != nil {
+		mod(&pc)
+	}
+	ps, err := provider.NewAll(map[string]provider.Config{"acme": pc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +176,9 @@ func TestStatusShowsARateLimitedBacklog(t *testing.T) {
 	if row.ErrorRate != nil {
 		t.Errorf("error_rate = %v without a query API, want it left out", *row.ErrorRate)
 	}
+	if row.Breaker != limit.BreakerClosed {
+		t.Errorf("breaker = %q, want closed", row.Breaker)
+	}
 
 	t.Logf("--json:\n%s", b.status(t, "--json"))
 	text := b.status(t)
@@ -190,6 +205,29 @@ func TestStatusShowsARateLimitedBacklog(t *testing.T) {
 	}
 	if !strings.Contains(text, "error rates: left out") || strings.Contains(text, "ERRORS") {
 		t.Errorf("want the error-rate column left out, and said so:\n%s", text)
+	}
+}
+
+func TestStatusShowsAnOpenBreaker(t *testing.T) {
+	b := setupStatus(t)
+	api := mockapi.New(mockapi.Config{})
+	api.Outage(503)
+	b.startWorkerAt(t, api, func(c *provider.Config) {
+		c.RateLimit = provider.RateLimit{}
+		c.Breaker = provider.BreakerConfig{Consecutive: 3, OpenFor: time.Minute}
+	})
+	b.backlog(t, "acme", job.LaneLive, 5)
+	waitStatus(t, 10*time.Second, func() (bool, string) {
+		row := findRow(b.statusJSON(t), "acme", "live")
+		if row == nil || row.Breaker != limit.BreakerOpen {
+			return false, fmt.Sprintf("acme/live: %+v", row)
+		}
+		return true, ""
+	})
+	text := b.status(t)
+	t.Logf("\n%s", text)
+	if !strings.Contains(text, "BREAKER") || !strings.Contains(text, "open, probe in") || !strings.Contains(text, "failures in a row") {
+		t.Errorf("want an open breaker, when it is probed and why:\n%s", text)
 	}
 }
 
