@@ -65,7 +65,10 @@ func TestLimiterPacesABacklog(t *testing.T) {
 	wg.Wait()
 	elapsed := started[len(started)-1].Sub(started[0]).Seconds()
 	got := float64(len(started)-1) / elapsed
-	if got > rate*1.05 || got < rate*0.8 {
+	// Above the rate is a bug. Below it is timers firing late on a busy
+	// machine (each late call's lateness is lost with a burst of 1), so
+	// only a collapse fails; the figure is measured in BenchmarkLimiter*.
+	if got > rate*1.05 || got < rate*0.4 {
 		t.Fatalf("%d calls in %.3fs: %.0f/s, want about %.0f/s", len(started), elapsed, got, rate)
 	}
 	// Spread evenly: no 20 ms stretch holds more than its share and a
