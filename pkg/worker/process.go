@@ -73,8 +73,10 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 	}
 	c.admitted = false
 	started := time.Now()
+	l.m.begin(d.attempt)
 	reply, callErr := l.provider.Call(ctx, j)
 	finished := time.Now()
+	l.m.end(reply, callErr, finished.Sub(started))
 	if reply != nil {
 		var h http.Header
 		if reply.Response != nil {
@@ -214,6 +216,7 @@ func (w *Worker) storeDeadLetter(ctx context.Context, d delivery, dl *job.DeadLe
 		_ = d.msg.NakWithDelay(time.Second)
 		return false
 	}
+	w.metrics.deadLettered(dl)
 	return true
 }
 
