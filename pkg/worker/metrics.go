@@ -130,10 +130,10 @@ type laneMetrics struct {
 	inFlight prometheus.Gauge
 	latency  prometheus.Observer
 	retries  prometheus.Counter
-	// codes caches the calls counter of each HTTP status (100–599) and of
-	// each error class, resolved on first use.
+	// codes caches the calls counter of each HTTP status (100–599),
+	// resolved on first use; classes that of each class in callClasses.
 	codes   [600]atomic.Pointer[prometheus.Counter]
-	classes sync.Map // job.Class → prometheus.Counter
+	classes [len(callClasses)]prometheus.Counter
 
 	// The consumer info last read for the lag metrics, and when.
 	infoMu     sync.Mutex
@@ -146,13 +146,22 @@ type laneMetrics struct {
 
 func (m *metrics) lane(p *provider.Provider, l job.Lane) *laneMetrics {
 	name := p.Name()
-	return &laneMetrics{
+	lm := &laneMetrics{
 		m: m, provider: name, lane: l,
 		inFlight: m.inFlight.WithLabelValues(name, string(l)),
 		latency:  m.latency.WithLabelValues(name, string(l)),
 		retries:  m.retries.WithLabelValues(name, string(l)),
 	}
+	for i, c := range callClasses {
+		lm.classes[i] = m.calls.WithLabelValues(name, string(l), string(c))
+	}
+	return lm
 }
+
+// callClasses are the code label of a call that got no answer: the error
+// classes a call can end in, "canceled" for a call cut short by a stop,
+// and "other" for anything else.
+var callClasses = [...]job.Class{job.ClassTimeout, job.ClassNetwork, job.ClassInvalid, "canceled", "other"}
 
 // begin counts a call starting; attempt is the job's attempt number.
 func (lm *laneMetrics) begin(attempt int) {
@@ -171,12 +180,12 @@ func (lm *laneMetrics) end(reply *provider.Reply, err error, took time.Duration)
 		lm.code(reply.HTTPStatus).Inc()
 		return
 	}
-	class := job.ClassNetwork
-	var perr *provider.Error
-	switch {
-	case errors.As(err, &perr):
+	class := job.Class("other")
+	if perr, ok := err.(*provider.Error); ok { // what Call returns, without errors.As's reflection
 		class = perr.Class
-	case errors.Is(err, context.Canceled):
+	} else if perr := (*provider.Error)(nil); errors.As(err, &perr) {
+		class = perr.Class
+	} else if errors.Is(err, context.Canceled) {
 		class = "canceled"
 	}
 	lm.class(class).Inc()
@@ -192,12 +201,12 @@ func (lm *laneMetrics) code(status int) prometheus.Counter {
 }
 
 func (lm *laneMetrics) class(class job.Class) prometheus.Counter {
-	if c, ok := lm.classes.Load(class); ok {
-		return c.(prometheus.Counter)
+	for i, c := range callClasses {
+		if c == class {
+			return lm.classes[i]
+		}
 	}
-	c := lm.m.calls.WithLabelValues(lm.provider, string(lm.lane), string(class))
-	lm.classes.Store(class, c)
-	return c
+	return lm.classes[len(callClasses)-1]
 }
 
 // deadLettered counts a dead letter stored. Dead letters are rare, so the
