@@ -142,8 +142,10 @@ func TestMetricsCountCallsRetriesWaitsDeadLettersAndLag(t *testing.T) {
 		}
 		return true, ""
 	})
-	if n := m[series("switchyard_ratelimit_waits_total", "provider", "rl", "lane", "bulk")]; n < 5 {
-		t.Errorf("%v calls waited for a rate token; want most of 14 at 20/s with a burst of 1", n)
+	// Fetches take only what can start within 50 ms, so a call waits at
+	// most that long for its token, and on a slow machine often not at all.
+	if n := m[series("switchyard_ratelimit_waits_total", "provider", "rl", "lane", "bulk")]; n < 1 {
+		t.Errorf("%v calls waited for a rate token; want some of 14 at 20/s with a burst of 1", n)
 	}
 	if s := m[series("switchyard_ratelimit_wait_seconds_total", "provider", "rl", "lane", "bulk")]; s <= 0 {
 		t.Errorf("rate-limit wait seconds = %v, want > 0", s)
