@@ -44,7 +44,8 @@ One row per provider and lane, from what the fleet already publishes:
               query API answers, else in flight ÷ calls/s (Little's law).
   ERRORS      share of calls over the last minute that did not succeed, from
               the recorder's query API; left out when it does not answer
-  PAUSED      a consumer pause, or the provider's own pause (Retry-After...)
+  PAUSED      "consumer …": the work consumer is paused (switchyard provider
+              pause); else the provider's own pause (Retry-After...)
   QUOTA       daily quota used/limit, or when a spent quota resumes
 
 Flags:
