@@ -181,6 +181,15 @@ func TestLoad(t *testing.T) {
 			wantErr: "config: recorder: retention.max_age: 30s must be 0 (keep forever) or at least 1m",
 		},
 		{
+			name:    "worker http listen without a port",
+			file:    "worker:\n  http: {listen: localhost}\n",
+			wantErr: `config: worker: http.listen: "localhost" must be host:port, :port or - (off)`,
+		},
+		{
+			name: "worker http turned off",
+			env:  []string{"SWITCHYARD_WORKER__HTTP__LISTEN=-"},
+		},
+		{
 			name:    "bad duration",
 			file:    "worker:\n  fetch_max_wait: soon\n",
 			wantErr: `config: worker.fetch_max_wait: "soon" is not a duration`,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard-io/switchyard/internal/httpserve"
 )
@@ -32,6 +33,7 @@ type Server struct {
 	cfg     Config
 	handler *Handler
 	logger  *slog.Logger
+	metrics *prometheus.Registry // nil: no /metrics (see WithMetrics)
 
 	mu       sync.Mutex
 	hs       *http.Server
@@ -43,7 +45,7 @@ type Server struct {
 // NewServer returns a server of the gateway publishing on nc, an open
 // connection it does not own (give it nats.MaxReconnects(-1), as
 // natsx.Connect does). cfg gets its defaults applied and is validated.
-func NewServer(nc *nats.Conn, cfg Config, logger *slog.Logger) (*Server, error) {
+func NewServer(nc *nats.Conn, cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -52,7 +54,11 @@ func NewServer(nc *nats.Conn, cfg Config, logger *slog.Logger) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: h.cfg, handler: h, logger: logger}, nil
+	s := &Server{cfg: h.cfg, handler: h, logger: logger}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Start listens on cfg.Listen and serves in the background. A listen
@@ -74,8 +80,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gateway.listen: %w", err)
 	}
+	var handler http.Handler = s.handler
+	if s.metrics != nil {
+		handler = metricsHandler(s.metrics, instrument(s.metrics, s.handler))
+	}
 	s.hs = &http.Server{
-		Handler:           s.handler,
+		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		// Reading the body, then waiting for JetStream, then writing.

@@ -90,6 +90,9 @@ type Limiter struct {
 	paused atomic.Int64
 	// started counts calls started, for the measured rate.
 	started atomic.Int64
+	// waits and waited count, per lane, the calls that waited for their
+	// turn and the nanoseconds they waited, for metrics (see Waits).
+	waits, waited [2]atomic.Int64
 
 	mu       sync.Mutex
 	b        bucket
@@ -296,6 +299,7 @@ func (l *Limiter) Wait(ctx context.Context, stop <-chan struct{}, lane job.Lane,
 		l.started.Add(1)
 		return nil
 	}
+	from := l.mono()
 	var err error
 	if lane == job.LaneBulk {
 		err = l.waitBulk(ctx, stop, ka)
@@ -305,7 +309,27 @@ func (l *Limiter) Wait(ctx context.Context, stop <-chan struct{}, lane job.Lane,
 	if err == nil {
 		l.started.Add(1)
 	}
+	l.countWait(laneIndex(lane), l.mono()-from)
 	return err
+}
+
+// minCountedWait is the shortest wait Waits counts as one: below it a call
+// took a token at once, give or take the clock and the lock.
+const minCountedWait = int64(time.Millisecond)
+
+func (l *Limiter) countWait(li int, d int64) {
+	if d >= minCountedWait {
+		l.waits[li].Add(1)
+		l.waited[li].Add(d)
+	}
+}
+
+// Waits reports how many calls of lane waited for their turn (a rate
+// token, the end of a pause) for a millisecond or more, and how long they
+// waited together, since the limiter was made.
+func (l *Limiter) Waits(lane job.Lane) (n int64, total time.Duration) {
+	li := laneIndex(lane)
+	return l.waits[li].Load(), time.Duration(l.waited[li].Load())
 }
 
 func (l *Limiter) waitLive(ctx context.Context, stop <-chan struct{}, ka KeepAliver) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -151,4 +152,18 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream) ([]FleetStatus, err
 		out = append(out, *byName[name])
 	}
 	return out, nil
+}
+
+// UsefulWorkers is ceil(rate × latency ÷ slots per replica): how many
+// replicas the fleet's rate limit (calls/s) keeps busy when each call takes
+// latency and each replica holds slotsPerReplica calls at once. Past it,
+// more replicas only wait for tokens, so it is what to cap an autoscaler
+// at. ok is false without a rate limit, a latency or slots: then nothing
+// caps the replicas. `switchyard status` and the workers' metrics both
+// compute it here.
+func UsefulWorkers(rate float64, latency time.Duration, slotsPerReplica float64) (n int, ok bool) {
+	if rate <= 0 || latency < 0 || slotsPerReplica <= 0 {
+		return 0, false
+	}
+	return max(1, int(math.Ceil(rate*latency.Seconds()/slotsPerReplica))), true
 }

@@ -25,6 +25,7 @@ type Recorder struct {
 	logger *slog.Logger
 
 	onCommit func(batches ...string)
+	metrics  *metrics // see Collector
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -55,7 +56,7 @@ func New(js jetstream.JetStream, store Store, cfg Config, logger *slog.Logger, o
 			cfg.Committers = s.CommitConcurrency()
 		}
 	}
-	r := &Recorder{cfg: cfg, js: js, store: store, logger: logger.With("component", "recorder"), healthy: true}
+	r := &Recorder{cfg: cfg, js: js, store: store, logger: logger.With("component", "recorder"), healthy: true, metrics: newMetrics()}
 	for _, o := range opts {
 		o(r)
 	}
@@ -73,6 +74,9 @@ func (r *Recorder) Start(ctx context.Context) error {
 	if r.done != nil {
 		return errors.New("recorder: already started")
 	}
+	r.metrics.mu.Lock()
+	r.metrics.consumer = c
+	r.metrics.mu.Unlock()
 	ctx, r.cancel = context.WithCancel(ctx)
 	r.done = make(chan struct{})
 	go func() {
@@ -242,7 +246,9 @@ func (r *Recorder) commit(ctx context.Context, b decoded) {
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
 		// A batch in hand is committed even when Stop comes meanwhile.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		began := time.Now()
 		err := r.store.Record(wctx, results)
+		r.metrics.committed(len(results), time.Since(began), err)
 		cancel()
 		if err == nil {
 			break

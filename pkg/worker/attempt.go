@@ -30,8 +30,10 @@ func (w *Worker) attempt(ctx context.Context, c *call, d delivery, maxAttempts i
 		}
 		c.admitted = false
 		started = time.Now()
+		l.m.begin(d.attempt)
 		reply, callErr = l.provider.Call(ctx, d.job)
 		finished = time.Now()
+		l.m.end(reply, callErr, finished.Sub(started))
 		l.limiter.Record(started, health(reply, callErr))
 		if reply != nil {
 			var h http.Header

@@ -2,11 +2,16 @@ package worker
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"time"
 
 	"github.com/google/uuid"
 )
+
+// DefaultHTTPListen is where a worker serves metrics and health probes
+// unless worker.http.listen says otherwise.
+const DefaultHTTPListen = "127.0.0.1:8474"
 
 // Config tunes a worker process. Provider limits live with each provider.
 type Config struct {
@@ -39,6 +44,20 @@ type Config struct {
 	// others' shares within about this plus a second (they run below the
 	// limit meanwhile); it heartbeats every third of it. Default 3s.
 	MembershipTTL time.Duration `koanf:"membership_ttl"`
+	// HTTP is the worker's own small HTTP server for operators: metrics
+	// and health probes.
+	HTTP HTTPConfig `koanf:"http"`
+}
+
+// HTTPConfig configures the worker's HTTP server, which serves GET
+// /metrics (Prometheus), /healthz (alive) and /readyz (connected to NATS,
+// streams present, not stopping).
+type HTTPConfig struct {
+	// Listen is the address to serve on; "-" turns the server off. It
+	// binds to loopback unless configured otherwise: in a container, set
+	// it to :8474 for the kubelet's probes and Prometheus. Default
+	// "127.0.0.1:8474".
+	Listen string `koanf:"listen"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -68,6 +87,9 @@ func (c Config) WithDefaults() Config {
 	if c.MembershipTTL == 0 {
 		c.MembershipTTL = 3 * time.Second
 	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = DefaultHTTPListen
+	}
 	return c
 }
 
@@ -86,6 +108,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("unrouted_interval: %s must be at least 100ms", c.UnroutedInterval)
 	case c.MembershipTTL < time.Second || c.MembershipTTL > time.Minute:
 		return fmt.Errorf("membership_ttl: %s must be between 1s and 1m (NATS message TTLs count whole seconds)", c.MembershipTTL)
+	}
+	if c.HTTP.Listen != "-" {
+		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+			return fmt.Errorf("http.listen: %q must be host:port, :port or - (off)", c.HTTP.Listen)
+		}
 	}
 	return nil
 }

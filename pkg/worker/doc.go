@@ -31,6 +31,16 @@
 // worker that dies at any instant therefore loses nothing: an unacked job is
 // redelivered after AckWait.
 //
+// An operator pauses a provider or a lane for the whole fleet with the
+// server's consumer pause API (switchyard provider pause): a lane whose
+// consumer is paused sends no pull and holds no slot, and learns of the
+// resume from the server's pause advisory (or the pause's end, or a poll),
+// then pulls at once: a pull already waiting would not be woken by it.
+//
+// Collector gives the worker's Prometheus metrics (per provider and lane;
+// the per-call ones cost a few atomic adds, the rest is read at scrape
+// time) and Ready its readiness, for the worker's HTTP server.
+//
 // Shutdown happens in this order (Stop): stop fetching (jobs still waiting
 // for their turn under a limit are naked at once, never called); let
 // in-flight calls finish within ShutdownGrace; cancel what is still running

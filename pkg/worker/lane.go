@@ -45,6 +45,8 @@ type lane struct {
 	lane     job.Lane
 	slots    *slots
 	limiter  *limit.Limiter
+	m        *laneMetrics  // see metrics.go
+	pause    consumerPause // see pause.go
 
 	mu       sync.Mutex // guards consumer, which a puller may rebind
 	consumer jetstream.Consumer
@@ -57,7 +59,7 @@ type lane struct {
 }
 
 func newLane(w *Worker, p *provider.Provider, l job.Lane, s *slots, lim *limit.Limiter) *lane {
-	return &lane{w: w, provider: p, lane: l, slots: s, limiter: lim, wake: make(chan struct{})}
+	return &lane{w: w, provider: p, lane: l, slots: s, limiter: lim, wake: make(chan struct{}), m: w.metrics.lane(p, l)}
 }
 
 func (l *lane) setBusy(busy bool) {
@@ -107,8 +109,11 @@ func (l *lane) bind(ctx context.Context) error {
 	l.mu.Lock()
 	l.consumer = c
 	l.mu.Unlock()
+	l.pause.learn(c.CachedInfo())
 	return nil
 }
+
+func (l *lane) consumerName() string { return job.WorkConsumer(l.provider.Name(), l.lane) }
 
 // want is how many slots the next fetch asks for, and how long it may
 // wait. A lane with a backlog takes all it can start. An idle lane waits
@@ -135,6 +140,9 @@ func (l *lane) run(fetchCtx, workCtx context.Context, puller int) {
 	pause := time.Duration(0)
 	for fetchCtx.Err() == nil {
 		if puller > 0 && !l.waitBusy(fetchCtx) {
+			return
+		}
+		if !l.waitResumed(fetchCtx) {
 			return
 		}
 		if pause > 0 {

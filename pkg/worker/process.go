@@ -194,6 +194,7 @@ func (w *Worker) storeDeadLetter(ctx context.Context, d delivery, dl *job.DeadLe
 		_ = d.msg.NakWithDelay(time.Second)
 		return false
 	}
+	w.metrics.deadLettered(dl)
 	return true
 }
 

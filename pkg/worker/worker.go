@@ -9,8 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-io/switchyard/internal/httpserve"
 	"github.com/switchyard-io/switchyard/pkg/job"
 	"github.com/switchyard-io/switchyard/pkg/limit"
 	"github.com/switchyard-io/switchyard/pkg/natsx"
@@ -37,6 +39,12 @@ type Worker struct {
 	unrouted  *unroutedSweeper
 	// fleet shares each provider's limits with the other replicas.
 	fleet *limit.Fleet
+	// metrics are the worker's Prometheus metrics (see Collector);
+	// pauses follows the work consumers' pause advisories.
+	metrics *metrics
+	pauses  *nats.Subscription
+	// streamsReady looks the streams up for Ready, caching success.
+	streamsReady httpserve.ReadyFunc
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -76,6 +84,8 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		providers: make(map[string]*provider.Provider, len(providers)),
 		stopDone:  make(chan struct{}),
 	}
+	w.metrics = newMetrics(w)
+	w.streamsReady = httpserve.CacheOK(streamsCheckEvery, w.lookUpStreams)
 	w.fleet = limit.NewFleet(js, limit.FleetConfig{Replica: cfg.ID, TTL: cfg.MembershipTTL}, w.logger)
 	sort.Slice(providers, func(i, k int) bool { return providers[i].Name() < providers[k].Name() })
 	for _, p := range providers {
@@ -144,8 +154,15 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.fleet.Start(ctx); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	pauses, err := w.watchPauses()
+	if err != nil {
+		w.fleet.Stop(ctx)
+		return fmt.Errorf("worker: watch pause advisories: %w", err)
+	}
+	w.pauses = pauses
 	for _, l := range w.lanes {
 		if err := l.bind(ctx); err != nil {
+			_ = pauses.Unsubscribe()
 			w.fleet.Stop(ctx)
 			return err
 		}
@@ -187,6 +204,7 @@ func (w *Worker) Stop(ctx context.Context) {
 
 	w.stopFetch()
 	w.loops.Wait()
+	_ = w.pauses.Unsubscribe()
 	idle := make(chan struct{})
 	go func() { w.calls.Wait(); close(idle) }()
 	grace := time.NewTimer(w.cfg.ShutdownGrace)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchyard-io/switchyard/internal/httpserve"
 	"github.com/switchyard-io/switchyard/internal/service"
 	"github.com/switchyard-io/switchyard/pkg/gateway"
 )
@@ -49,7 +50,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	srv, err := gateway.NewServer(nc, cfg.Gateway, logger)
+	srv, err := gateway.NewServer(nc, cfg.Gateway, logger, gateway.WithMetrics(httpserve.NewRegistry()))
 	if err != nil {
 		return err
 	}

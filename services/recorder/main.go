@@ -15,10 +15,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchyard-io/switchyard/internal/httpserve"
 	"github.com/switchyard-io/switchyard/internal/service"
 	"github.com/switchyard-io/switchyard/pkg/batch"
 	"github.com/switchyard-io/switchyard/pkg/recorder"
 	"github.com/switchyard-io/switchyard/pkg/recorder/api"
+	"github.com/switchyard-io/switchyard/streams"
 )
 
 // apiShutdownTimeout is how long queries in flight may finish at exit.
@@ -59,15 +61,27 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer nc.Close()
 	// The API starts first, so a taken port fails the start before
-	// anything is consumed. It is ready once the recorder runs and while
-	// its last write succeeded.
+	// anything is consumed. It is ready (beside its store's ping) once
+	// the recorder runs, while it is connected to NATS and the RESULTS
+	// stream answers, and while its last write succeeded.
 	var svc atomic.Pointer[recorder.Service]
+	resultsStream := httpserve.CacheOK(5*time.Second, func(ctx context.Context) error {
+		_, err := js.Stream(ctx, streams.Results)
+		return err
+	})
 	ready := func() error {
 		switch s := svc.Load(); {
 		case s == nil:
 			return errors.New("starting")
+		case !nc.IsConnected():
+			return errors.New("not connected to NATS")
 		case !s.Recorder.Healthy():
 			return errors.New("the last write to the results store failed")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := resultsStream(ctx); err != nil {
+			return errors.New("the RESULTS stream does not answer")
 		}
 		return nil
 	}
@@ -75,7 +89,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := api.NewServer(cfg.Recorder.API, store, ready, logger, api.WithDeclarations(reg))
+	metrics := httpserve.NewRegistry()
+	srv := api.NewServer(cfg.Recorder.API, store, ready, logger, api.WithDeclarations(reg), api.WithMetrics(metrics))
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
@@ -84,6 +99,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	metrics.MustRegister(s.Recorder.Collector())
 	svc.Store(s)
 	<-ctx.Done()
 	shutdown(srv, logger)

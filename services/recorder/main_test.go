@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -182,5 +184,82 @@ func TestRecorderServiceAPIOff(t *testing.T) {
 	}
 	if !sawOff {
 		t.Fatal("the recorder did not log that the API is off")
+	}
+}
+
+// TestRecorderServiceMetricsAndReadiness: the query API serves the
+// recorder's metrics, and /readyz answers 503 while NATS is down and 200
+// once the recorder reconnected.
+func TestRecorderServiceMetricsAndReadiness(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	apiURL, done := started(t, ctx, "--nats-url", srv.URL(), "--database", filepath.Join(t.TempDir(), "r.db"), "--api-listen", "127.0.0.1:0")
+	_, js := srv.Connect(t)
+	now := time.Now().UTC()
+	for i := range 3 {
+		res := job.Result{V: 1, JobID: fmt.Sprintf("m-%d", i), Provider: "acme", Task: "ping", Attempt: 1, Status: job.StatusSucceeded,
+			HTTPStatus: 200, EnqueuedAt: now, StartedAt: now, FinishedAt: now, WorkerID: "w"}
+		data, _ := json.Marshal(res)
+		awaitOK(t, func() error {
+			_, err := js.PublishMsg(ctx, &nats.Msg{Subject: job.ResultSubject("acme", "ping"), Data: data})
+			return err
+		})
+	}
+	awaitOK(t, func() error {
+		body, code := get(t, apiURL+"/metrics")
+		for _, want := range []string{"switchyard_recorder_results_total 3", "switchyard_recorder_commits_total{outcome=\"ok\"}",
+			"switchyard_recorder_commit_duration_seconds_count", "switchyard_recorder_pending 0", "switchyard_recorder_store_healthy 1"} {
+			if code != http.StatusOK || !strings.Contains(body, want) {
+				return fmt.Errorf("GET /metrics = %d without %q", code, want)
+			}
+		}
+		return nil
+	})
+	awaitOK(t, func() error { return wantStatus(t, apiURL+"/readyz", http.StatusOK) })
+	srv.Stop()
+	awaitOK(t, func() error { return wantStatus(t, apiURL+"/readyz", http.StatusServiceUnavailable) })
+	if body, _ := get(t, apiURL+"/readyz"); !strings.Contains(body, "NATS") {
+		t.Errorf("readyz while NATS is down: %s; want the reason", body)
+	}
+	srv.Restart()
+	awaitOK(t, func() error { return wantStatus(t, apiURL+"/readyz", http.StatusOK) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, url string) (string, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body), resp.StatusCode
+}
+
+func wantStatus(t *testing.T, url string, want int) error {
+	if body, code := get(t, url); code != want {
+		return fmt.Errorf("GET %s = %d %s, want %d", url, code, body, want)
+	}
+	return nil
+}
+
+// awaitOK polls f until it returns nil, for up to 20s.
+func awaitOK(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

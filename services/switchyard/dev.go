@@ -16,7 +16,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchyard-io/switchyard/internal/httpserve"
 	"github.com/switchyard-io/switchyard/internal/service"
 	"github.com/switchyard-io/switchyard/pkg/mockapi"
 	"github.com/switchyard-io/switchyard/pkg/natsx"
@@ -143,6 +145,9 @@ type stack struct {
 	// queryAPI says where the query API is, or why it is not.
 	queryAPI string
 	w        *worker.Worker
+	// metrics holds the recorder's and the worker's metrics, served on
+	// the query API's /metrics.
+	metrics *prometheus.Registry
 }
 
 func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workCfg worker.Config, providers map[string]provider.Config, logger *slog.Logger) (st *stack, err error) {
@@ -169,6 +174,8 @@ func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workC
 	if st.rec, err = recorder.StartService(ctx, st.js, st.store, recCfg, logger); err != nil {
 		return st, err
 	}
+	st.metrics = httpserve.NewRegistry()
+	st.metrics.MustRegister(st.rec.Recorder.Collector())
 	st.startQueryAPI(ctx, recCfg.API, logger)
 	ps, err := provider.NewAll(providers)
 	if err != nil {
@@ -177,6 +184,7 @@ func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workC
 	if st.w, err = worker.New(st.js, workCfg, ps, logger); err != nil {
 		return st, err
 	}
+	st.metrics.MustRegister(st.w.Collector())
 	return st, st.w.Start(ctx)
 }
 
@@ -185,7 +193,7 @@ func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workC
 // recorder (or dev) may well hold the default port. The startup output
 // says so instead.
 func (st *stack) startQueryAPI(ctx context.Context, cfg recorder.APIConfig, logger *slog.Logger) {
-	st.api = api.NewServer(cfg, st.store, api.ReadyWhen(st.rec.Recorder.Healthy, "the last write to the results store failed"), logger, api.WithDeclarations(st.rec.Registry))
+	st.api = api.NewServer(cfg, st.store, api.ReadyWhen(st.rec.Recorder.Healthy, "the last write to the results store failed"), logger, api.WithDeclarations(st.rec.Registry), api.WithMetrics(st.metrics))
 	switch err := st.api.Start(ctx); {
 	case err != nil:
 		logger.Warn("query API not started", "err", err)

@@ -23,6 +23,7 @@ Usage:
   switchyard enqueue [flags] FILE enqueue jobs from NDJSON or CSV (+ --template); - reads stdin
   switchyard batch status <id>    a batch's progress; --wait until every job is final
   switchyard status [flags]       backlog, rate, ETA and useful workers per provider and lane; --watch
+  switchyard provider pause <p>   pause a provider (or --lane) for the whole fleet --for 30m; resume ends it
   switchyard help                 show this help
 
 Run 'switchyard dev -h' for the flags of dev, 'switchyard jobs help' for those of jobs.
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBatch(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "provider":
+		return runProvider(ctx, args[1:], stdout, stderr)
 	case "enqueue":
 		return runEnqueue(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":

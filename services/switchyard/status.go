@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -48,7 +47,8 @@ One row per provider and lane, from what the fleet already publishes:
   BREAKER     the provider's circuit breaker: closed; open (its lanes fetch
               nothing) until it may be probed, and why; half-open while one
               replica probes; "-" when no worker runs one
-  PAUSED      a consumer pause, or the provider's own pause (Retry-After...)
+  PAUSED      "consumer …": the work consumer is paused (switchyard provider
+              pause); else the provider's own pause (Retry-After...)
   QUOTA       daily quota used/limit, or when a spent quota resumes
 
 Flags:
@@ -401,11 +401,14 @@ func eta(n uint64, callsPerSecond, rateLimit float64) *float64 {
 // whose slots the rate limit keeps busy. Past it, more replicas only wait
 // for tokens. Nil without a rate limit, a latency or slots.
 func usefulWorkers(rate float64, latencyMS *float64, slots, members int) *int {
-	if rate <= 0 || latencyMS == nil || slots <= 0 || members <= 0 {
+	if latencyMS == nil || members <= 0 {
 		return nil
 	}
-	perReplica := float64(slots) / float64(members)
-	n := max(1, int(math.Ceil(rate*(*latencyMS/1000)/perReplica)))
+	latency := time.Duration(*latencyMS * float64(time.Millisecond))
+	n, ok := limit.UsefulWorkers(rate, latency, float64(slots)/float64(members))
+	if !ok {
+		return nil
+	}
 	return &n
 }
 

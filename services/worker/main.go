@@ -7,10 +7,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/switchyard-io/switchyard/internal/httpserve"
 	"github.com/switchyard-io/switchyard/internal/service"
 	"github.com/switchyard-io/switchyard/pkg/provider"
 	"github.com/switchyard-io/switchyard/pkg/worker"
@@ -27,6 +30,7 @@ func run(ctx context.Context, args []string) error {
 	flags := service.NewFlags(fs)
 	flags.NATSURL()
 	flags.Key("id", "worker.id", "", "replica `id` in results and logs (default: hostname and a random suffix)")
+	flags.Key("http-listen", "worker.http.listen", "", "metrics and health `address` (default 127.0.0.1:8474; - turns it off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,11 +54,22 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	reg := httpserve.NewRegistry()
+	reg.MustRegister(w.Collector())
+	// The server starts first, so a taken port fails the start before
+	// anything is fetched; /readyz answers 503 until the worker runs.
+	ops := httpserve.NewOps("worker.http.listen", cfg.Worker.HTTP.Listen, reg, w.Ready, logger)
+	if err := ops.Start(ctx); err != nil {
+		return err
+	}
+	defer shutdownOps(ops, logger)
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
 	<-ctx.Done()
 	logger.Info("stopping: no new jobs; waiting for calls in flight", "grace", cfg.Worker.ShutdownGrace.String())
+	// /readyz answers 503 from here on; /metrics keeps serving during the
+	// drain.
 	w.Stop(context.Background())
 	// Every job is settled or handed back by now; a connection that cannot
 	// drain (NATS down at SIGTERM) loses nothing, so it is no failure.
@@ -62,4 +77,13 @@ func run(ctx context.Context, args []string) error {
 		logger.Warn("drain NATS connection", "err", err)
 	}
 	return nil
+}
+
+// shutdownOps stops the metrics and health server at exit.
+func shutdownOps(ops *httpserve.Ops, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := ops.Shutdown(ctx); err != nil {
+		logger.Warn("metrics and health server shutdown", "err", err)
+	}
 }

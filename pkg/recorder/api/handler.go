@@ -35,6 +35,9 @@ type Options struct {
 	// /v1/batches/{id}; an error matching batch.ErrNotDeclared means
 	// there is none.
 	Declarations func(ctx context.Context, id string) (*batch.Declaration, error)
+	// Metrics, when set, serves GET /metrics (Prometheus). Like the probes
+	// it needs no token: it holds counts, never results.
+	Metrics http.Handler
 }
 
 // ReadyWhen adapts a health check such as Recorder.Healthy to
@@ -75,6 +78,9 @@ func NewHandler(store recorder.Store, o Options) http.Handler {
 	h.mux.HandleFunc("GET /v1/stats", h.stats)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
+	if o.Metrics != nil {
+		h.mux.Handle("GET /metrics", o.Metrics)
+	}
 	h.mux.HandleFunc("/", h.notFound)
 	return h
 }

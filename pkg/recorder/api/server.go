@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchyard-io/switchyard/internal/httpserve"
 	"github.com/switchyard-io/switchyard/pkg/batch"
 	"github.com/switchyard-io/switchyard/pkg/recorder"
@@ -65,6 +67,11 @@ func WithDeclarations(reg *batch.Registry) func(*Options) {
 			return d, err
 		}
 	}
+}
+
+// WithMetrics has the API serve GET /metrics from g.
+func WithMetrics(g prometheus.Gatherer) func(*Options) {
+	return func(o *Options) { o.Metrics = httpserve.MetricsHandler(g) }
 }
 
 // Enabled reports whether cfg turns the API on: Listen is not "-".
