@@ -137,6 +137,17 @@ func awaitViolation(t *testing.T, errs <-chan error, subject string) {
 func TestProducerMayOnlyPublishJobs(t *testing.T) {
 	rs := startRoleServer(t)
 	ctx := t.Context()
+	// On an empty server a producer cannot create the streams, and says
+	// why rather than only timing out.
+	{
+		short, cancel := context.WithTimeout(ctx, time.Second)
+		_, _, err := service.Connect(short, rs.config("producer"), natstest.Logger(t))
+		cancel()
+		t.Logf("producer on an empty server: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), "$JS.API.STREAM.CREATE.JOBS") {
+			t.Fatalf("producer on an empty server: err = %v, want the permission violation named", err)
+		}
+	}
 	// An admin creates the streams, as a worker or recorder would.
 	admin, _ := rs.connect(t, "admin")
 	ajs, err := jetstream.New(admin)

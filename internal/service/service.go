@@ -123,6 +123,11 @@ func Connect(ctx context.Context, cfg natsx.Config, logger *slog.Logger) (*nats.
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := natsx.ApplyStreams(actx, js, cfg.Replicas, logger); err != nil {
+		// A request the user may not make is not answered, so it only
+		// times out; the server's refusal arrives on the side.
+		if perr := nc.LastError(); errors.Is(perr, nats.ErrPermissionViolation) {
+			err = fmt.Errorf("%w (%v; if this is a producer's user, it may not create streams: start a worker or the recorder first, see deploy/README.md)", err, perr)
+		}
 		nc.Close()
 		return nil, nil, fmt.Errorf("apply streams: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
@@ -267,5 +268,57 @@ func TestConnectUserPasswordAndToken(t *testing.T) {
 				t.Fatalf("connect: err = %v, want success %v", err, tt.wantOK)
 			}
 		})
+	}
+}
+
+func TestConnectCredsFile(t *testing.T) {
+	operator, _ := nkeys.CreateOperator()
+	opub, _ := operator.PublicKey()
+	account, _ := nkeys.CreateAccount()
+	apub, _ := account.PublicKey()
+	ajwt, err := jwt.NewAccountClaims(apub).Encode(operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(apub, ajwt); err != nil {
+		t.Fatal(err)
+	}
+	srv := runServer(t, &server.Options{TrustedKeys: []string{opub}, AccountResolver: resolver})
+
+	creds := func(signer nkeys.KeyPair) string {
+		user, _ := nkeys.CreateUser()
+		upub, _ := user.PublicKey()
+		seed, _ := user.Seed()
+		ujwt, err := jwt.NewUserClaims(upub).Encode(signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file, err := jwt.FormatUserConfig(ujwt, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "user.creds")
+		if err := os.WriteFile(path, file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg := natsx.Config{URL: srv.ClientURL(), CredsFile: creds(account), ConnectTimeout: 2 * time.Second}.WithDefaults()
+	nc, err := natsx.Connect(cfg, natstest.Logger(t))
+	if err != nil {
+		t.Fatalf("connect with creds signed by a trusted account: %v", err)
+	}
+	nc.Close()
+
+	other, _ := nkeys.CreateAccount()
+	cfg.CredsFile = creds(other)
+	if nc, err := natsx.Connect(cfg, natstest.Logger(t)); err == nil {
+		nc.Close()
+		t.Fatal("creds of an unknown account connected")
+	}
+	cfg.CredsFile = filepath.Join(t.TempDir(), "missing.creds")
+	if _, err := natsx.Connect(cfg, natstest.Logger(t)); err == nil || !strings.Contains(err.Error(), "nats.creds_file") {
+		t.Fatalf("missing creds file: err = %v, want one naming nats.creds_file", err)
 	}
 }
