@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,7 +30,8 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		w.logger.Error("message without metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
-	d := delivery{msg: msg, attempt: int(meta.NumDelivered), seq: meta.Sequence.Stream, enqueuedAt: meta.Timestamp, lane: l.lane}
+	d := delivery{msg: msg, attempt: int(meta.NumDelivered), seq: meta.Sequence.Stream, enqueuedAt: meta.Timestamp, lane: l.lane,
+		prior: priorAttempts(msg)}
 
 	j, _, err := job.Parse(msg.Subject(), msg.Data())
 	if err != nil {
@@ -41,7 +43,7 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 	if j.ExpiresAt != nil && now.After(*j.ExpiresAt) {
 		r := w.newResult(d, time.Time{}, now)
 		r.Status, r.ErrorClass, r.Error = job.StatusExpired, job.ClassExpired, "expired at "+j.ExpiresAt.Format(time.RFC3339)
-		w.settle(ctx, d, outcome{result: r, action: actionAck})
+		w.settle(ctx, d, outcome{result: r, action: actionAck, dead: newDeadLetter(r, msg, w.cfg.ID)})
 		return
 	}
 	if j.NotBefore != nil && now.Before(*j.NotBefore) {
@@ -93,18 +95,26 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 	defer func() { <-w.settling }()
 	c.done()
 	out := decide(w.newResult(d, started, finished), reply, callErr, d.attempt, maxAttempts, l.provider.RetryDelay)
-	if out.action == actionTerm {
+	if out.action == actionTerm || out.result.Status == job.StatusFailed {
+		// Given up: dead, or refused by the provider. Both go to the DLQ,
+		// from where an operator can replay them once the cause is fixed.
 		out.dead = newDeadLetter(out.result, msg, w.cfg.ID)
+		var complete bool
+		out.dead.History, complete = w.history(ctx, d, out.result)
+		out.dead.HistoryIncomplete = !complete
 	}
 	w.settle(ctx, d, out)
 }
 
 // delivery is one message as delivered to this worker.
 type delivery struct {
-	msg        jetstream.Msg
-	job        *job.Job // nil when the envelope could not be read
-	lane       job.Lane
-	attempt    int
+	msg     jetstream.Msg
+	job     *job.Job // nil when the envelope could not be read
+	lane    job.Lane
+	attempt int // this message's delivery, counting from 1
+	// prior is the attempts the job spent before this message (see
+	// job.HeaderPriorAttempts); results number attempts from it.
+	prior      int
 	seq        uint64
 	enqueuedAt time.Time
 }
@@ -115,7 +125,7 @@ type delivery struct {
 // it out.
 func (w *Worker) newResult(d delivery, started, finished time.Time) job.Result {
 	r := job.Result{
-		V: job.Version, Lane: d.lane, Attempt: d.attempt,
+		V: job.Version, Lane: d.lane, Attempt: d.prior + d.attempt,
 		EnqueuedAt: d.enqueuedAt.UTC(), FinishedAt: finished.UTC(), WorkerID: w.cfg.ID,
 	}
 	if !started.IsZero() {
@@ -299,4 +309,13 @@ func newDeadLetter(r job.Result, msg jetstream.Msg, workerID string) *job.DeadLe
 		dl.JobBase64 = msg.Data()
 	}
 	return dl
+}
+
+// priorAttempts reads job.HeaderPriorAttempts; a missing or bad value is 0.
+func priorAttempts(msg jetstream.Msg) int {
+	n, err := strconv.Atoi(msg.Headers().Get(job.HeaderPriorAttempts))
+	if err != nil || n < 0 || n > 1_000_000 {
+		return 0
+	}
+	return n
 }

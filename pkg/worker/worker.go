@@ -38,6 +38,9 @@ type Worker struct {
 	// fleet shares each provider's limits with the other replicas.
 	fleet *limit.Fleet
 
+	// historyScans bounds the searches for dead jobs' earlier attempts.
+	historyScans chan struct{}
+
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
 	loops     sync.WaitGroup // fetch loops and the sweeper
@@ -91,6 +94,7 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		}
 	}
 	w.unrouted = &unroutedSweeper{w: w}
+	w.historyScans = make(chan struct{}, historyScans)
 	return w, nil
 }
 
