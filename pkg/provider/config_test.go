@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestWithDefaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got := tt.in.WithDefaults()
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("WithDefaults() =\n%+v\nwant\n%+v", got, tt.want)
 			}
 			if err := got.Validate(); err != nil {
@@ -218,7 +219,7 @@ func TestNewInvalidName(t *testing.T) {
 			if p.Name() != tt.pname {
 				t.Errorf("Name() = %q", p.Name())
 			}
-			if p.Config() != (provider.Config{BaseURL: "https://api.test"}).WithDefaults() {
+			if !reflect.DeepEqual(p.Config(), (provider.Config{BaseURL: "https://api.test"}).WithDefaults()) {
 				t.Errorf("Config() = %+v, want defaults applied", p.Config())
 			}
 			p.Close()
