@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/provider"
 )
 
 // publishTimeout bounds one attempt to store an outcome.
@@ -74,6 +75,17 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		return
 	}
 	c.admitted = false
+	atMostOnce := l.provider.Config().DeliveryFor(j.Task) == provider.AtMostOnce
+	if atMostOnce {
+		if !w.ackBeforeCall(ctx, &d) {
+			return
+		}
+		maxAttempts = d.attempt // never retried
+	} else {
+		// Keep the message from being delivered again while the call
+		// runs and its outcome is stored, however long that takes.
+		defer w.beats.untrack(w.beats.track(msg, ackWaitOf(l.provider.Config())))
+	}
 	started := time.Now()
 	reply, callErr := l.provider.Call(ctx, j)
 	finished := time.Now()
@@ -85,7 +97,12 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		l.limiter.Observe(started, reply.HTTPStatus, h)
 	}
 	if ctx.Err() != nil && errors.Is(callErr, ctx.Err()) {
-		// Stopped mid-call: no outcome, so hand the job to another replica now.
+		// Stopped mid-call: no outcome, so hand the job to another replica
+		// now, unless it may be called only once.
+		if d.acked {
+			w.logger.Warn("stopped during an at-most-once call; the job stays unknown", "job_id", j.ID)
+			return
+		}
 		_ = msg.Nak()
 		return
 	}
@@ -117,6 +134,8 @@ type delivery struct {
 	prior      int
 	seq        uint64
 	enqueuedAt time.Time
+	// acked is set once an at-most-once job was acked before its call.
+	acked bool
 }
 
 // newResult starts the result of a delivery. A zero started means the
@@ -180,7 +199,7 @@ func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
 	}
 	if err != nil {
 		w.logger.Error("store result; the job will be redelivered", "job_id", r.JobID, "err", err)
-		_ = d.msg.NakWithDelay(time.Second)
+		w.handBack(d, r.JobID)
 		return
 	}
 	if out.unknown {
@@ -192,12 +211,13 @@ func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
 		}
 		w.storeDeadLetter(pctx, d, out.dead)
 	}
-	switch out.action {
-	case actionAck:
+	switch {
+	case d.acked: // at most once: acked before the call
+	case out.action == actionAck:
 		err = d.msg.Ack()
-	case actionRetry:
+	case out.action == actionRetry:
 		err = d.msg.NakWithDelay(out.delay)
-	case actionTerm:
+	case out.action == actionTerm:
 		err = d.msg.TermWithReason(string(r.ErrorClass))
 	}
 	if err != nil {
@@ -221,7 +241,7 @@ func (w *Worker) storeDeadLetter(ctx context.Context, d delivery, dl *job.DeadLe
 	}
 	if err != nil {
 		w.logger.Error("store dead letter; the job will be redelivered", "job_id", dl.JobID, "err", err)
-		_ = d.msg.NakWithDelay(time.Second)
+		w.handBack(d, dl.JobID)
 		return false
 	}
 	return true

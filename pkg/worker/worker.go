@@ -40,6 +40,8 @@ type Worker struct {
 
 	// historyScans bounds the searches for dead jobs' earlier attempts.
 	historyScans chan struct{}
+	// beats keeps long calls' messages from being delivered again.
+	beats *heartbeats
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -95,6 +97,7 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 	}
 	w.unrouted = &unroutedSweeper{w: w}
 	w.historyScans = make(chan struct{}, historyScans)
+	w.beats = newHeartbeats()
 	return w, nil
 }
 
@@ -139,6 +142,7 @@ func (w *Worker) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	w.beats.start()
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	w.stopFetch, w.stopWork = stopFetch, stopWork
@@ -189,6 +193,7 @@ func (w *Worker) Stop(ctx context.Context) {
 	}
 	w.stopWork()
 	<-idle
+	w.beats.stop()
 	// No call is in flight: leave the fleet, so the others take up this
 	// replica's share now.
 	w.fleet.Stop(ctx)
@@ -200,6 +205,6 @@ func (w *Worker) Stop(ctx context.Context) {
 
 // consumerFor returns the definition and overrides of a lane's consumer.
 func consumerFor(p *provider.Provider, l job.Lane) ([]byte, natsx.Override) {
-	ackWait := natsx.AckWaitFor(p.Config().Timeout)
+	ackWait := ackWaitOf(p.Config())
 	return streams.WorkConsumer(p.Name(), string(l)), natsx.Override{"ack_wait": ackWait}
 }
