@@ -145,7 +145,7 @@ func (q *DLQ) List(ctx context.Context, f Filter, fn func(Entry) error) error {
 	if !f.Since.IsZero() && last.Time.Before(f.Since) {
 		return nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{f.Subject()}}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{f.Subject()}, InactiveThreshold: 5 * time.Second}
 	if !f.Since.IsZero() {
 		since := f.Since
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since

@@ -53,6 +53,7 @@ func (w *Worker) history(ctx context.Context, d delivery, r job.Result) ([]job.A
 	c, err := w.js.OrderedConsumer(ctx, streams.Results, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{job.ResultSubject(r.Provider, r.Task)},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
+		InactiveThreshold: time.Second, // the server drops it soon after
 	})
 	if err != nil {
 		w.logger.Warn("dead letter: read earlier attempts", "job_id", r.JobID, "err", err)
@@ -60,18 +61,16 @@ func (w *Worker) history(ctx context.Context, d delivery, r job.Result) ([]job.A
 	}
 	prefix := fmt.Sprintf("%s:%d:", r.JobID, d.seq)
 	found := map[int]job.AttemptError{}
-	for read := 0; read < historyMaxMsgs && len(found) < earlier; {
-		wait := time.Until(deadline(ctx))
-		if wait < 10*time.Millisecond {
-			break
-		}
-		batch, err := c.Fetch(min(500, historyMaxMsgs-read), jetstream.FetchMaxWait(wait))
+	for read := 0; read < historyMaxMsgs && len(found) < earlier && ctx.Err() == nil; {
+		// The results looked for are stored already: take what is there
+		// now rather than wait for a batch to fill.
+		batch, err := c.FetchNoWait(min(500, historyMaxMsgs-read))
 		if err != nil {
 			break
 		}
-		last := false
+		got, last := 0, false
 		for m := range batch.Messages() {
-			read++
+			got++
 			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
 				last = true
 			}
@@ -85,7 +84,8 @@ func (w *Worker) history(ctx context.Context, d delivery, r job.Result) ([]job.A
 			found[a.Attempt] = job.AttemptError{Attempt: a.Attempt, Status: a.Status, Class: a.ErrorClass,
 				HTTPStatus: a.HTTPStatus, Error: a.Error, FinishedAt: a.FinishedAt}
 		}
-		if last || batch.Error() != nil || ctx.Err() != nil {
+		read += got
+		if last || got == 0 || batch.Error() != nil {
 			break
 		}
 	}
@@ -96,11 +96,4 @@ func (w *Worker) history(ctx context.Context, d delivery, r job.Result) ([]job.A
 		}
 	}
 	return out, len(out) == earlier
-}
-
-func deadline(ctx context.Context) time.Time {
-	if d, ok := ctx.Deadline(); ok {
-		return d
-	}
-	return time.Now().Add(historyTimeout)
 }
