@@ -125,15 +125,17 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 
 // delivery is one message as delivered to this worker.
 type delivery struct {
-	msg     jetstream.Msg
-	job     *job.Job // nil when the envelope could not be read
-	lane    job.Lane
-	attempt int // this message's delivery, counting from 1
-	// prior is the attempts the job spent before this message (see
-	// job.HeaderPriorAttempts); results number attempts from it.
-	prior      int
+	msg        jetstream.Msg
+	job        *job.Job // nil when the envelope could not be read
+	lane       job.Lane
+	attempt    int
 	seq        uint64
 	enqueuedAt time.Time
+
+	// prior is the attempts the job spent before this message (see
+	// job.HeaderPriorAttempts): results number attempts on from it, while
+	// attempt, this message's delivery, counts against max_attempts.
+	prior int
 	// acked is set once an at-most-once job was acked before its call.
 	acked bool
 }
