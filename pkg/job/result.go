@@ -23,15 +23,22 @@ const (
 	// StatusExpired: the job was past its expires_at and was never called.
 	// Final.
 	StatusExpired Status = "expired"
+	// StatusUnknown: an at-most-once job whose message was acked just
+	// before its call, so it will never be delivered again; the call's
+	// outcome is not known yet, and stays unknown if the worker died
+	// during it. Not final: the call's outcome, when it comes, replaces
+	// it, and it never replaces a final one.
+	StatusUnknown Status = "unknown"
 )
 
-// Final reports whether no later attempt can follow s.
-func (s Status) Final() bool { return s != StatusRetrying }
+// Final reports whether s is the job's outcome for good: no later attempt
+// and no later outcome of this attempt can follow.
+func (s Status) Final() bool { return s != StatusRetrying && s != StatusUnknown }
 
 // Valid reports whether s is a known status.
 func (s Status) Valid() bool {
 	switch s {
-	case StatusSucceeded, StatusRetrying, StatusFailed, StatusDead, StatusExpired:
+	case StatusSucceeded, StatusRetrying, StatusFailed, StatusDead, StatusExpired, StatusUnknown:
 		return true
 	}
 	return false
@@ -110,4 +117,35 @@ type DeadLetter struct {
 	JobBase64 []byte          `json:"job_base64,omitempty"`
 	DeadAt    time.Time       `json:"dead_at"`
 	WorkerID  string          `json:"worker_id"`
+	// History lists the outcomes of the attempts before the last one,
+	// oldest first, as far as the worker found them in RESULTS (see
+	// HistoryIncomplete). Error above is the last attempt's.
+	History []AttemptError `json:"history,omitempty"`
+	// HistoryIncomplete is set when the worker stopped looking for earlier
+	// attempts before it found them all; the recorder keeps every attempt.
+	HistoryIncomplete bool `json:"history_incomplete,omitempty"`
 }
+
+// AttemptError is the outcome of one earlier attempt of a dead job.
+type AttemptError struct {
+	Attempt    int       `json:"attempt"`
+	Status     Status    `json:"status"`
+	Class      Class     `json:"class,omitempty"`
+	HTTPStatus int       `json:"http_status,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+// Headers on job messages that Switchyard reads besides Nats-Msg-Id.
+const (
+	// HeaderPriorAttempts on a job message counts the attempts the job
+	// already spent before this message: a replay from the DLQ sets it to
+	// the dead letter's attempts. Attempt numbers in results continue
+	// from it, so that the recorder, which ranks outcomes by attempt,
+	// lets the replay's outcome replace the dead one; max_attempts counts
+	// this message's deliveries only, so a replay has fresh attempts.
+	HeaderPriorAttempts = "Switchyard-Prior-Attempts"
+	// HeaderReplayOf names the dead letter a replayed job came from, as
+	// "DLQ:<stream sequence>"; informational.
+	HeaderReplayOf = "Switchyard-Replay-Of"
+)

@@ -132,8 +132,6 @@ type Config struct {
 	Retry RetryPolicy `koanf:"retry"`
 	// RetryBudget caps retries at a share of recent successful calls.
 	RetryBudget RetryBudget `koanf:"retry_budget"`
-	// Tasks overrides the retry policy of single tasks, by task name.
-	Tasks map[string]Task `koanf:"tasks"`
 	// Breaker stops the provider's calls, on every replica, while it is
 	// failing (see package limit).
 	Breaker BreakerConfig `koanf:"breaker"`
@@ -143,6 +141,18 @@ type Config struct {
 	// ResponseBodyLimit caps the response body kept in a result, in bytes.
 	// Default 65536.
 	ResponseBodyLimit int `koanf:"response_body_limit"`
+	// Delivery is "at_least_once" (the default, also when empty) or
+	// "at_most_once"; see Delivery. Tasks may override it.
+	Delivery Delivery `koanf:"delivery"`
+	// AckWait is how long the server waits for a job's ack before it
+	// delivers the job again. 0, the default, means 2×Timeout+10s, which a
+	// call never outlives. Shorter brings back the jobs of a worker that
+	// died sooner; calls that run longer than half of it tell the server
+	// they are still in progress, so they are not delivered twice.
+	AckWait time.Duration `koanf:"ack_wait"`
+	// Tasks overrides settings of single tasks, by task name: the retry
+	// policy and the delivery.
+	Tasks map[string]Task `koanf:"tasks"`
 }
 
 // AuthConfig names a header and where its secret value comes from. The
@@ -270,6 +280,9 @@ func (c Config) Validate() error {
 	}
 	if c.ResponseBodyLimit < 0 || c.ResponseBodyLimit > MaxResponseBodyLimit {
 		return fmt.Errorf("response_body_limit: %d must be between 0 and %d (a result must fit in one NATS message)", c.ResponseBodyLimit, MaxResponseBodyLimit)
+	}
+	if err := c.validateDelivery(); err != nil {
+		return err
 	}
 	return c.Auth.validate()
 }

@@ -70,6 +70,8 @@ type RetryBudget struct {
 // Task holds what one task of a provider overrides.
 type Task struct {
 	Retry RetryPolicy `koanf:"retry"`
+	// Delivery overrides the provider's delivery for the task; "" keeps it.
+	Delivery Delivery `koanf:"delivery"`
 }
 
 // withDefaults fills the provider's policy from the older flat keys and

@@ -16,7 +16,10 @@ import (
 // and then for room in the budget, and calls again. ok is false when the
 // job was handed back (naked) without an outcome: the worker stopped
 // before or during the call.
-func (w *Worker) attempt(ctx context.Context, c *call, d delivery, maxAttempts int, policy *provider.Policy) (started, finished time.Time, reply *provider.Reply, callErr error, ok bool) {
+//
+// An at-most-once job (once) is acked before its call, and called once:
+// never again in place, whatever the breaker or the budget say.
+func (w *Worker) attempt(ctx context.Context, c *call, d *delivery, maxAttempts int, policy *provider.Policy, once bool) (started, finished time.Time, reply *provider.Reply, callErr error, ok bool) {
 	l := c.lane
 	for {
 		// Wait for the provider's limits to let this call start: its rate
@@ -29,6 +32,9 @@ func (w *Worker) attempt(ctx context.Context, c *call, d delivery, maxAttempts i
 			return started, finished, nil, nil, false
 		}
 		c.admitted = false
+		if once && !w.ackBeforeCall(ctx, d) {
+			return started, finished, nil, nil, false
+		}
 		started = time.Now()
 		l.m.begin(d.attempt)
 		reply, callErr = l.provider.Call(ctx, d.job)
@@ -43,11 +49,16 @@ func (w *Worker) attempt(ctx context.Context, c *call, d delivery, maxAttempts i
 			l.limiter.Observe(started, reply.HTTPStatus, h)
 		}
 		if ctx.Err() != nil && errors.Is(callErr, ctx.Err()) {
-			// Stopped mid-call: no outcome, so hand the job to another replica now.
+			// Stopped mid-call: no outcome, so hand the job to another
+			// replica now, unless it may be called only once.
+			if d.acked {
+				w.logger.Warn("stopped during an at-most-once call; the job stays unknown", "job_id", d.job.ID)
+				return started, finished, nil, nil, false
+			}
 			_ = d.msg.Nak()
 			return started, finished, nil, nil, false
 		}
-		if !retrying(callErr) {
+		if once || !retrying(callErr) {
 			break
 		}
 		// A failure while the breaker is open (it may just have opened it,
@@ -64,7 +75,7 @@ func (w *Worker) attempt(ctx context.Context, c *call, d delivery, maxAttempts i
 		if outage {
 			delay = 0 // the breaker's open period is the wait
 		}
-		if !w.awaitRetry(ctx, c, d, delay, !outage) {
+		if !w.awaitRetry(ctx, c, *d, delay, !outage) {
 			_ = d.msg.Nak()
 			return started, finished, nil, nil, false
 		}

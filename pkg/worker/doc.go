@@ -29,7 +29,15 @@
 // DLQ when the job is given up); the job is acked, naked with a delay, or
 // terminated only after the server has confirmed storing that outcome. A
 // worker that dies at any instant therefore loses nothing: an unacked job is
-// redelivered after AckWait.
+// redelivered after AckWait. A call that runs past half its AckWait sends
+// InProgress heartbeats (one goroutine and heap for all calls), so it is not
+// delivered again while it runs. A dead letter lists the earlier attempts'
+// errors, read back from RESULTS when the job dies (see history).
+//
+// A provider or task with at_most_once delivery turns this around for
+// endpoints that are not idempotent: a provisional `unknown` result is
+// stored and the job acked (confirmed by the server) before the call, which
+// is never retried; a worker dying mid-call leaves the job `unknown`.
 //
 // An operator pauses a provider or a lane for the whole fleet with the
 // server's consumer pause API (switchyard provider pause): a lane whose
@@ -44,7 +52,8 @@
 // Shutdown happens in this order (Stop): stop fetching (jobs still waiting
 // for their turn under a limit are naked at once, never called); let
 // in-flight calls finish within ShutdownGrace; cancel what is still running
-// and nak it without delay so another replica takes it at once; then leave
+// and nak it without delay so another replica takes it at once (an
+// at-most-once call cut short stays `unknown`); stop the heartbeats; then leave
 // the fleet, handing back unused daily quota, so the other replicas take up
 // this one's share.
 package worker

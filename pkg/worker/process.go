@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
+	"github.com/switchyard-io/switchyard/pkg/provider"
 )
 
 // publishTimeout bounds one attempt to store an outcome.
@@ -28,7 +30,8 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		w.logger.Error("message without metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
-	d := delivery{msg: msg, attempt: int(meta.NumDelivered), seq: meta.Sequence.Stream, enqueuedAt: meta.Timestamp, lane: l.lane}
+	d := delivery{msg: msg, attempt: int(meta.NumDelivered), seq: meta.Sequence.Stream, enqueuedAt: meta.Timestamp, lane: l.lane,
+		prior: priorAttempts(msg)}
 
 	j, _, err := job.Parse(msg.Subject(), msg.Data())
 	if err != nil {
@@ -40,7 +43,7 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 	if j.ExpiresAt != nil && now.After(*j.ExpiresAt) {
 		r := w.newResult(d, time.Time{}, now)
 		r.Status, r.ErrorClass, r.Error = job.StatusExpired, job.ClassExpired, "expired at "+j.ExpiresAt.Format(time.RFC3339)
-		w.settle(ctx, d, outcome{result: r, action: actionAck})
+		w.settle(ctx, d, outcome{result: r, action: actionAck, dead: newDeadLetter(r, msg, w.cfg.ID)})
 		return
 	}
 	if j.NotBefore != nil && now.Before(*j.NotBefore) {
@@ -63,7 +66,15 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		return
 	}
 
-	started, finished, reply, callErr, ok := w.attempt(ctx, c, d, maxAttempts, policy)
+	atMostOnce := l.provider.Config().DeliveryFor(j.Task) == provider.AtMostOnce
+	if atMostOnce {
+		maxAttempts = d.attempt // never retried
+	} else {
+		// Keep the message from being delivered again while the call
+		// runs and its outcome is stored, however long that takes.
+		defer w.beats.untrack(w.beats.track(msg, ackWaitOf(l.provider.Config())))
+	}
+	started, finished, reply, callErr, ok := w.attempt(ctx, c, &d, maxAttempts, policy, atMostOnce)
 	if !ok {
 		return // handed back without an outcome
 	}
@@ -73,8 +84,13 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 	defer func() { <-w.settling }()
 	c.done()
 	out := decide(w.newResult(d, started, finished), reply, callErr, d.attempt, maxAttempts, policy.Delay)
-	if out.action == actionTerm {
+	if out.action == actionTerm || out.result.Status == job.StatusFailed {
+		// Given up: dead, or refused by the provider. Both go to the DLQ,
+		// from where an operator can replay them once the cause is fixed.
 		out.dead = newDeadLetter(out.result, msg, w.cfg.ID)
+		var complete bool
+		out.dead.History, complete = w.history(ctx, d, out.result)
+		out.dead.HistoryIncomplete = !complete
 	}
 	w.settle(ctx, d, out)
 }
@@ -87,6 +103,13 @@ type delivery struct {
 	attempt    int
 	seq        uint64
 	enqueuedAt time.Time
+
+	// prior is the attempts the job spent before this message (see
+	// job.HeaderPriorAttempts): results number attempts on from it, while
+	// attempt, this message's delivery, counts against max_attempts.
+	prior int
+	// acked is set once an at-most-once job was acked before its call.
+	acked bool
 }
 
 // newResult starts the result of a delivery. A zero started means the
@@ -95,7 +118,7 @@ type delivery struct {
 // it out.
 func (w *Worker) newResult(d delivery, started, finished time.Time) job.Result {
 	r := job.Result{
-		V: job.Version, Lane: d.lane, Attempt: d.attempt,
+		V: job.Version, Lane: d.lane, Attempt: d.prior + d.attempt,
 		EnqueuedAt: d.enqueuedAt.UTC(), FinishedAt: finished.UTC(), WorkerID: w.cfg.ID,
 	}
 	if !started.IsZero() {
@@ -150,7 +173,7 @@ func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
 	}
 	if err != nil {
 		w.logger.Error("store result; the job will be redelivered", "job_id", r.JobID, "err", err)
-		_ = d.msg.NakWithDelay(time.Second)
+		w.handBack(d, r.JobID)
 		return
 	}
 	if out.unknown {
@@ -162,12 +185,13 @@ func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
 		}
 		w.storeDeadLetter(pctx, d, out.dead)
 	}
-	switch out.action {
-	case actionAck:
+	switch {
+	case d.acked: // at most once: acked before the call
+	case out.action == actionAck:
 		err = d.msg.Ack()
-	case actionRetry:
+	case out.action == actionRetry:
 		err = d.msg.NakWithDelay(out.delay)
-	case actionTerm:
+	case out.action == actionTerm:
 		err = d.msg.TermWithReason(string(r.ErrorClass))
 	}
 	if err != nil {
@@ -191,7 +215,7 @@ func (w *Worker) storeDeadLetter(ctx context.Context, d delivery, dl *job.DeadLe
 	}
 	if err != nil {
 		w.logger.Error("store dead letter; the job will be redelivered", "job_id", dl.JobID, "err", err)
-		_ = d.msg.NakWithDelay(time.Second)
+		w.handBack(d, dl.JobID)
 		return false
 	}
 	w.metrics.deadLettered(dl)
@@ -280,4 +304,13 @@ func newDeadLetter(r job.Result, msg jetstream.Msg, workerID string) *job.DeadLe
 		dl.JobBase64 = msg.Data()
 	}
 	return dl
+}
+
+// priorAttempts reads job.HeaderPriorAttempts; a missing or bad value is 0.
+func priorAttempts(msg jetstream.Msg) int {
+	n, err := strconv.Atoi(msg.Headers().Get(job.HeaderPriorAttempts))
+	if err != nil || n < 0 || n > 1_000_000 {
+		return 0
+	}
+	return n
 }

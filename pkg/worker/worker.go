@@ -46,6 +46,11 @@ type Worker struct {
 	// streamsReady looks the streams up for Ready, caching success.
 	streamsReady httpserve.ReadyFunc
 
+	// historyScans bounds the searches for dead jobs' earlier attempts.
+	historyScans chan struct{}
+	// beats keeps long calls' messages from being delivered again.
+	beats *heartbeats
+
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
 	loops     sync.WaitGroup // fetch loops and the sweeper
@@ -101,6 +106,8 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		}
 	}
 	w.unrouted = &unroutedSweeper{w: w}
+	w.historyScans = make(chan struct{}, historyScans)
+	w.beats = newHeartbeats()
 	return w, nil
 }
 
@@ -167,6 +174,7 @@ func (w *Worker) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	w.beats.start()
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	w.stopFetch, w.stopWork = stopFetch, stopWork
@@ -218,6 +226,7 @@ func (w *Worker) Stop(ctx context.Context) {
 	}
 	w.stopWork()
 	<-idle
+	w.beats.stop()
 	// No call is in flight: leave the fleet, so the others take up this
 	// replica's share now.
 	w.fleet.Stop(ctx)
@@ -229,6 +238,6 @@ func (w *Worker) Stop(ctx context.Context) {
 
 // consumerFor returns the definition and overrides of a lane's consumer.
 func consumerFor(p *provider.Provider, l job.Lane) ([]byte, natsx.Override) {
-	ackWait := natsx.AckWaitFor(p.Config().Timeout)
+	ackWait := ackWaitOf(p.Config())
 	return streams.WorkConsumer(p.Name(), string(l)), natsx.Override{"ack_wait": ackWait}
 }

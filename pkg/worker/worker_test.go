@@ -291,6 +291,11 @@ func TestAlwaysFailingProviderEndsInTheDLQ(t *testing.T) {
 	if dl.JobID != "doomed" || dl.Reason != job.ClassHTTP5xx || dl.Attempts != 3 || dl.HTTPStatus != 500 || !strings.Contains(dl.Error, "gave up after 3 attempts") {
 		t.Fatalf("dead letter = %+v", dl)
 	}
+	// Every attempt's error: the two before the last come from RESULTS.
+	if len(dl.History) != 2 || dl.HistoryIncomplete || dl.History[0].Attempt != 1 || dl.History[1].Attempt != 2 ||
+		dl.History[0].Class != job.ClassHTTP5xx || dl.History[1].HTTPStatus != 500 || dl.History[0].Status != job.StatusRetrying {
+		t.Fatalf("dead letter history = %+v (incomplete %v), want attempts 1 and 2, retrying with HTTP 500", dl.History, dl.HistoryIncomplete)
+	}
 	var orig job.Job
 	if err := json.Unmarshal(dl.Job, &orig); err != nil || orig.ID != "doomed" || orig.Request.Path != "/status/500" {
 		t.Fatalf("dead letter does not carry the original job: %s (%v)", dl.Job, err)
@@ -309,6 +314,10 @@ func TestClientErrorFailsWithoutRetry(t *testing.T) {
 	if row.Status != job.StatusFailed || row.Attempts != 1 || row.HTTPStatus != 404 || row.ErrorClass != job.ClassHTTP4xx {
 		t.Fatalf("row = %s/%d after %d attempts (%s), want failed/404 after 1", row.Status, row.HTTPStatus, row.Attempts, row.ErrorClass)
 	}
+	// Refused jobs go to the DLQ too, to be replayed once the cause is fixed.
+	if dl := b.deadLetter(t, "acme", "charge"); dl.JobID != "bad-request" || dl.Reason != job.ClassHTTP4xx || dl.HTTPStatus != 404 || dl.Attempts != 1 || len(dl.History) != 0 {
+		t.Fatalf("dead letter = %+v, want bad-request with http_4xx after 1 attempt", dl)
+	}
 }
 
 func TestExpiredJobIsNeverCalled(t *testing.T) {
@@ -322,6 +331,9 @@ func TestExpiredJobIsNeverCalled(t *testing.T) {
 	row := b.waitFinal(t, 10*time.Second, "too-late")["too-late"]
 	if row.Status != job.StatusExpired || b.api.Calls("too-late") != 0 {
 		t.Fatalf("status %s with %d calls, want expired with none", row.Status, b.api.Calls("too-late"))
+	}
+	if dl := b.deadLetter(t, "acme", "charge"); dl.JobID != "too-late" || dl.Reason != job.ClassExpired {
+		t.Fatalf("dead letter = %+v, want too-late with reason expired", dl)
 	}
 	// Never called: no start and no latency, so no call in the stats.
 	if !row.StartedAt.IsZero() || row.LatencyMS != 0 || row.FinishedAt.IsZero() {

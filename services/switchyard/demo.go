@@ -145,7 +145,7 @@ func finalCount(counts map[job.Status]int) int {
 
 func describe(counts map[job.Status]int) string {
 	parts := []string{}
-	for _, s := range []job.Status{job.StatusSucceeded, job.StatusRetrying, job.StatusFailed, job.StatusDead, job.StatusExpired} {
+	for _, s := range []job.Status{job.StatusSucceeded, job.StatusRetrying, job.StatusFailed, job.StatusDead, job.StatusExpired, job.StatusUnknown} {
 		if counts[s] > 0 || s == job.StatusSucceeded {
 			parts = append(parts, fmt.Sprintf("%s %d", s, counts[s]))
 		}

@@ -33,7 +33,7 @@ Flags of both:
 
 Flags of ls:
   --provider P, --task T, --status S, --batch B
-                   only jobs that match (status: succeeded, retrying, failed, dead, expired)
+                   only jobs that match (status: succeeded, retrying, failed, dead, expired, unknown)
   --since T        only jobs updated at or after T: RFC 3339 (2026-11-21T04:00:00Z)
                    or a duration back from now (15m, 2h)
   --limit N        page size, 1 to 1000 (default 100)

@@ -22,6 +22,7 @@ Usage:
   switchyard jobs ls [flags]      list jobs: --provider --task --status --batch --since --limit --all
   switchyard enqueue [flags] FILE enqueue jobs from NDJSON or CSV (+ --template); - reads stdin
   switchyard batch status <id>    a batch's progress; --wait until every job is final
+  switchyard dlq ls|show|replay   dead letters by provider, task, batch, class and time; replay them
   switchyard status [flags]       backlog, rate, ETA and useful workers per provider and lane; --watch
   switchyard provider pause <p>   pause a provider (or --lane) for the whole fleet --for 30m; resume ends it
   switchyard help                 show this help
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(ctx, args[1:], stdout, stderr)
 	case "provider":
 		return runProvider(ctx, args[1:], stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, args[1:], stdout, stderr)
 	case "enqueue":
 		return runEnqueue(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
