@@ -464,9 +464,9 @@ func TestLiveJobsDoNotWaitBehindABulkBacklogUnderARateLimit(t *testing.T) {
 	if left < backlog/2 {
 		t.Fatalf("only %d jobs left in the stream: the backlog drained faster than its rate limit", left)
 	}
-	// About one call's latency (50 ms), with room for a busy machine; the
-	// issue's bound is a second.
-	if worst > 250*time.Millisecond {
+	// The bound is a second; measured, it is about a fetch (a few ms on a
+	// quiet machine, a few hundred on a saturated one).
+	if worst > time.Second {
 		t.Errorf("a live job waited %s for its call", worst)
 	}
 	if st.Throttled > 0 {
