@@ -2,9 +2,12 @@ package streams_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,6 +53,7 @@ func TestDefinitionsAcceptedByNatsCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	nats("consumer", "add", streams.Results, "--config", recorder)
+	nats("consumer", "add", streams.Jobs, "--config", "consumer-schedules.json")
 
 	_, js := srv.Connect(t)
 	ctx := context.Background()
@@ -58,9 +62,13 @@ func TestDefinitionsAcceptedByNatsCLI(t *testing.T) {
 		if _, err := natsx.ApplyStream(ctx, js, streams.Stream(name), nil, natstest.Logger(t)); err != nil {
 			t.Fatalf("apply %s over the CLI's: %v", name, err)
 		}
-		if after := streamConfig(t, js, name); after.Retention != before.Retention || after.MaxAge != before.MaxAge || len(after.Subjects) != 1 {
+		if after := streamConfig(t, js, name); after.Retention != before.Retention || after.MaxAge != before.MaxAge ||
+			!slices.Equal(after.Subjects, before.Subjects) || after.AllowMsgSchedules != before.AllowMsgSchedules {
 			t.Errorf("%s changed when applied over the CLI's stream", name)
 		}
+	}
+	if !streamConfig(t, js, streams.Jobs).AllowMsgSchedules {
+		t.Error("the CLI made JOBS without message schedules")
 	}
 	c, err := natsx.ApplyConsumer(ctx, js, streams.Jobs, streams.WorkConsumer("acme", "live"), nil, natstest.Logger(t))
 	if err != nil {
@@ -71,6 +79,13 @@ func TestDefinitionsAcceptedByNatsCLI(t *testing.T) {
 	}
 	if _, err := natsx.ApplyConsumer(ctx, js, streams.Results, streams.RecorderConsumer(), nil, natstest.Logger(t)); err != nil {
 		t.Fatalf("apply recorder consumer over the CLI's: %v", err)
+	}
+	var logs strings.Builder
+	if _, err := natsx.ApplyConsumer(ctx, js, streams.Jobs, streams.SchedulesConsumer(), nil, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatalf("apply schedules consumer over the CLI's: %v", err)
+	}
+	if logs.Len() > 0 {
+		t.Errorf("applying the schedules consumer over the CLI's changed it:\n%s", logs.String())
 	}
 }
 

@@ -24,6 +24,9 @@ const (
 	DLQ      = "DLQ"
 	Events   = "EVENTS"
 	Recorder = "recorder"
+	// Schedules is the consumer on JOBS, filtered to sched.fire.>, through
+	// which workers turn the firings of periodic schedules into jobs.
+	Schedules = "schedules"
 )
 
 var streamFiles = map[string]string{Jobs: "jobs.json", Results: "results.json", DLQ: "dlq.json", Events: "events.json"}
@@ -37,6 +40,10 @@ func Stream(name string) []byte { return mustRead(streamFiles[name]) }
 // RecorderConsumer returns the definition of the recorder's durable consumer
 // on RESULTS.
 func RecorderConsumer() []byte { return mustRead("consumer-recorder.json") }
+
+// SchedulesConsumer returns the definition of the durable consumer that
+// workers share to expand the firings of periodic schedules.
+func SchedulesConsumer() []byte { return mustRead("consumer-schedules.json") }
 
 // WorkConsumer returns the definition of the durable consumer that workers
 // share for one lane of one provider on JOBS. provider and lane must be valid

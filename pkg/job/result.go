@@ -23,6 +23,9 @@ const (
 	// StatusExpired: the job was past its expires_at and was never called.
 	// Final.
 	StatusExpired Status = "expired"
+	// StatusCancelled: the job was cancelled (switchyard cancel) before its
+	// call started, and was never called. Final.
+	StatusCancelled Status = "cancelled"
 )
 
 // Final reports whether no later attempt can follow s.
@@ -31,7 +34,7 @@ func (s Status) Final() bool { return s != StatusRetrying }
 // Valid reports whether s is a known status.
 func (s Status) Valid() bool {
 	switch s {
-	case StatusSucceeded, StatusRetrying, StatusFailed, StatusDead, StatusExpired:
+	case StatusSucceeded, StatusRetrying, StatusFailed, StatusDead, StatusExpired, StatusCancelled:
 		return true
 	}
 	return false
@@ -52,6 +55,7 @@ const (
 	ClassUnrouted  Class = "unrouted"  // no worker serves the subject's provider or lane
 	ClassExhausted Class = "exhausted" // redelivered past max_attempts with no outcome
 	ClassExpired   Class = "expired"
+	ClassCancelled Class = "cancelled"
 )
 
 // Result is published on results.<provider>.<task> once per attempt outcome.
