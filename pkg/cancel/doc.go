@@ -11,5 +11,5 @@
 // Tombstones live for TTL (the bucket's max age), long enough to outlast
 // any backlog; a job still waiting after that would run. The bucket equals
 // `nats kv add cancels --history 1 --ttl 168h`, so `nats kv put cancels
-// job.<id> ”` cancels too (a ':' of the id is written '=' in the key).
+// job.<id> '{}'` cancels too (a ':' of the id is written '=' in the key).
 package cancel

@@ -44,16 +44,14 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		w.settle(ctx, d, outcome{result: r, action: actionAck})
 		return
 	}
-	if j.NotBefore != nil && now.Before(*j.NotBefore) {
-		// Not due yet: hand it back until then. This spends a delivery (not
-		// counted as an attempt below) and holds a place in max_ack_pending
-		// meanwhile; server-side message schedules will replace it.
-		_ = msg.NakWithDelay(j.NotBefore.Sub(now) + 10*time.Millisecond)
+	if j.NotBefore != nil && !due(msg.Headers(), j, now) {
+		// Not due yet, published straight on its subject: the server holds
+		// it as a schedule until then (delay.go).
+		w.reschedule(ctx, d, j)
 		return
 	}
-	if j.NotBefore != nil && d.enqueuedAt.Before(*j.NotBefore) && d.attempt > 1 {
-		// Its first delivery was spent waiting for not_before, not calling.
-		d.attempt--
+	if w.cancelled(ctx, d) {
+		return
 	}
 	maxAttempts := cmp.Or(j.MaxAttempts, l.provider.Config().MaxAttempts)
 	if d.attempt > maxAttempts {
@@ -69,6 +67,9 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		// Stopped before its turn: never called, so another replica may
 		// take it at once.
 		_ = msg.Nak()
+		return
+	}
+	if w.cancelled(ctx, d) { // cancelled while it waited for its turn
 		return
 	}
 	c.admitted = false

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-io/switchyard/pkg/cancel"
 	"github.com/switchyard-io/switchyard/pkg/job"
 	"github.com/switchyard-io/switchyard/pkg/limit"
 	"github.com/switchyard-io/switchyard/pkg/natsx"
@@ -37,6 +38,8 @@ type Worker struct {
 	unrouted  *unroutedSweeper
 	// fleet shares each provider's limits with the other replicas.
 	fleet *limit.Fleet
+	// cancels holds the tombstones of cancelled jobs and batches.
+	cancels *cancel.Watcher
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -76,6 +79,7 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		providers: make(map[string]*provider.Provider, len(providers)),
 		stopDone:  make(chan struct{}),
 	}
+	w.cancels = cancel.NewWatcher(js, w.logger)
 	w.fleet = limit.NewFleet(js, limit.FleetConfig{Replica: cfg.ID, TTL: cfg.MembershipTTL}, w.logger)
 	sort.Slice(providers, func(i, k int) bool { return providers[i].Name() < providers[k].Name() })
 	for _, p := range providers {
@@ -129,8 +133,15 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.fleet.Start(ctx); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	// Load every tombstone before the first fetch, so that no job
+	// cancelled before this replica started is called.
+	if err := w.cancels.Start(ctx); err != nil {
+		w.fleet.Stop(ctx)
+		return fmt.Errorf("worker: %w", err)
+	}
 	for _, l := range w.lanes {
 		if err := l.bind(ctx); err != nil {
+			w.cancels.Stop()
 			w.fleet.Stop(ctx)
 			return err
 		}
@@ -188,6 +199,7 @@ func (w *Worker) Stop(ctx context.Context) {
 	// No call is in flight: leave the fleet, so the others take up this
 	// replica's share now.
 	w.fleet.Stop(ctx)
+	w.cancels.Stop()
 	for _, p := range w.providers {
 		p.Close()
 	}
