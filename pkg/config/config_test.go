@@ -415,6 +415,35 @@ func TestExampleConfig(t *testing.T) {
 	if c.Recorder.FetchMaxWait != 250*time.Millisecond || c.Providers["acme"].BackoffCap != 5*time.Minute {
 		t.Errorf("durations not parsed: recorder=%+v", c.Recorder)
 	}
+	n, h := c.Schedules["nightly-sync"], c.Schedules["hourly-report"]
+	if n.Pattern() != "0 0 4 * * *" || n.Timezone != "Europe/Paris" || n.Job == nil || n.Job.ExpiresIn != 2*time.Hour ||
+		h.Pattern() != "@every 1h0m0s" || len(h.Jobs) != 2 || h.Jobs[1].Request.Query["kind"] == nil {
+		t.Errorf("schedules = %+v", c.Schedules)
+	}
+}
+
+func TestScheduleErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		env     []string
+		wantErr string
+	}{
+		{"no timing", []string{"SWITCHYARD_SCHEDULES__BEAT__JOB__PROVIDER=acme"}, "schedules.beat: set exactly one of cron and every"},
+		{"unknown provider", []string{
+			"SWITCHYARD_PROVIDERS__ACME__BASE_URL=https://acme.example",
+			"SWITCHYARD_SCHEDULES__BEAT__EVERY=1m", "SWITCHYARD_SCHEDULES__BEAT__JOB__PROVIDER=globex",
+			"SWITCHYARD_SCHEDULES__BEAT__JOB__TASK=t", "SWITCHYARD_SCHEDULES__BEAT__JOB__REQUEST__PATH=/x",
+		}, `schedules.beat: provider "globex" is not configured`},
+		{"unknown key", []string{"SWITCHYARD_SCHEDULES__BEAT__EVERYY=1m"}, "schedules.beat.everyy"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(config.Options{Env: tt.env})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Load = %v, want an error with %q", err, tt.wantErr)
+			}
+		})
+	}
 }
 
 // TestLoadIgnoresClientEnv: the CLI's client variables share the prefix

@@ -1,9 +1,11 @@
 package schedule
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,9 +117,12 @@ func (t Template) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
+// Unknown fields are errors, so that a misspelt one is not dropped.
 func (t *Template) UnmarshalJSON(b []byte) error {
 	var w templateJSON
-	if err := json.Unmarshal(b, &w); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
 		return err
 	}
 	*t = Template(w.plainTemplate)
@@ -171,6 +176,20 @@ func (c Config) Validate() error {
 		return err
 	}
 	return nil
+}
+
+// Providers lists the providers the schedule's jobs call.
+func (c Config) Providers() []string {
+	var out []string
+	if c.Job != nil {
+		out = append(out, c.Job.Provider)
+	}
+	for _, t := range c.Jobs {
+		if !slices.Contains(out, t.Provider) {
+			out = append(out, t.Provider)
+		}
+	}
+	return out
 }
 
 // lane returns the jobs' lane.

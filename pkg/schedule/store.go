@@ -52,6 +52,29 @@ type Stored struct {
 	seq       uint64
 }
 
+// MarshalJSON writes the spec's fields and updated_at (Spec's own
+// MarshalJSON would otherwise be promoted and drop it).
+func (s Stored) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(s.Spec)
+	if err != nil {
+		return nil, err
+	}
+	at, _ := json.Marshal(s.UpdatedAt)
+	return append(append(b[:len(b)-1], `,"updated_at":`...), append(at, '}')...), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *Stored) UnmarshalJSON(b []byte) error {
+	var at struct {
+		UpdatedAt time.Time `json:"updated_at"`
+	}
+	if err := json.Unmarshal(b, &at); err != nil {
+		return err
+	}
+	s.UpdatedAt = at.UpdatedAt
+	return json.Unmarshal(b, &s.Spec)
+}
+
 // Put stores schedule name, replacing any schedule of that name, unless
 // the stored one is the same already: then it is left alone, so that an
 // "@every" schedule keeps its phase. It reports whether it wrote.

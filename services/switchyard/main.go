@@ -23,6 +23,8 @@ Usage:
   switchyard enqueue [flags] FILE enqueue jobs from NDJSON or CSV (+ --template); - reads stdin
   switchyard batch status <id>    a batch's progress; --wait until every job is final
   switchyard status [flags]       backlog, rate, ETA and useful workers per provider and lane; --watch
+  switchyard cancel --job ID      take a job back before its call (--batch ID: every job of a batch)
+  switchyard schedule add|ls|rm   periodic jobs (cron or interval), fired once per tick by the NATS server
   switchyard help                 show this help
 
 Run 'switchyard dev -h' for the flags of dev, 'switchyard jobs help' for those of jobs.
@@ -48,6 +50,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBatch(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "cancel":
+		return runCancel(ctx, args[1:], stdout, stderr)
+	case "schedule":
+		return runSchedule(ctx, args[1:], stdout, stderr)
 	case "enqueue":
 		return runEnqueue(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":

@@ -1,6 +1,8 @@
 // Command worker runs Switchyard jobs: it pulls from the JOBS stream of an
 // external NATS server, calls the configured providers, and publishes
-// results. Run as many replicas as you like; they share the work.
+// results. Run as many replicas as you like; they share the work. Each
+// also stores the configured periodic schedules and expands their
+// firings (package schedule).
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/internal/service"
 	"github.com/switchyard-io/switchyard/pkg/provider"
+	"github.com/switchyard-io/switchyard/pkg/schedule"
 	"github.com/switchyard-io/switchyard/pkg/worker"
 )
 
@@ -53,8 +56,20 @@ func run(ctx context.Context, args []string) error {
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
+	// Periodic jobs: store the configured schedules (unchanged ones are
+	// left alone), and take a share of turning their firings into jobs.
+	if err := schedule.NewStore(js).Apply(ctx, cfg.Schedules, logger); err != nil {
+		w.Stop(context.Background())
+		return err
+	}
+	exp := schedule.NewExpander(js, logger)
+	if err := exp.Start(ctx); err != nil {
+		w.Stop(context.Background())
+		return err
+	}
 	<-ctx.Done()
 	logger.Info("stopping: no new jobs; waiting for calls in flight", "grace", cfg.Worker.ShutdownGrace.String())
+	exp.Stop()
 	w.Stop(context.Background())
 	// Every job is settled or handed back by now; a connection that cannot
 	// drain (NATS down at SIGTERM) loses nothing, so it is no failure.
