@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -79,6 +80,30 @@ func TestDefinitionsAcceptedByNatsCLI(t *testing.T) {
 	}
 	if _, err := natsx.ApplyConsumer(ctx, js, streams.Results, streams.RecorderConsumer(), nil, natstest.Logger(t)); err != nil {
 		t.Fatalf("apply recorder consumer over the CLI's: %v", err)
+	}
+	// The README's recipe for a delayed job: a schedule published with
+	// plain nats pub fires on the job's subject at its time.
+	at := time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano)
+	nats("pub", "sched.job.acme.live.charge.~.cli-1",
+		"-H", "Nats-Msg-Id:cli-1", "-H", "Nats-Schedule:@at "+at, "-H", "Nats-Schedule-Target:jobs.acme.live.charge",
+		`{"v":1,"id":"cli-1","provider":"acme","task":"charge","request":{"path":"/charge"},"not_before":"`+at+`"}`)
+	s, err := js.Stream(ctx, streams.Jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := s.GetLastMsgForSubject(ctx, "jobs.acme.live.charge")
+		if err == nil {
+			if m.Header.Get("Nats-Scheduler") != "sched.job.acme.live.charge.~.cli-1" {
+				t.Errorf("fired job's headers %v", m.Header)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the delayed job published with nats pub never fired: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	var logs strings.Builder
 	if _, err := natsx.ApplyConsumer(ctx, js, streams.Jobs, streams.SchedulesConsumer(), nil, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
