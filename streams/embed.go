@@ -7,6 +7,14 @@
 //
 // consumer-work.json is a template: PROVIDER and LANE stand for a provider
 // name and a lane (live or bulk). WorkConsumer fills them in.
+//
+// JOBS also holds NATS message schedules on sched.> (package job names the
+// subjects): delayed jobs, periodic schedules, and the firings of those,
+// which consumer-schedules.json reads. No consumer may cover the schedules
+// themselves, or it would consume them; and the server refuses schedules
+// on a stream with discard "new", so JOBS discards "old" and must carry no
+// max_msgs, max_bytes or max_age (bound it with JetStream storage limits,
+// which refuse new messages instead).
 package streams
 
 import (
