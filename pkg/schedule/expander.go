@@ -99,7 +99,7 @@ func (e *Expander) handle(msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	if err := e.expand(ctx, &spec, tick); err != nil {
+	if err := e.expand(ctx, msg, &spec, tick); err != nil {
 		e.logger.Warn("expand schedule firing; retrying", "schedule", spec.Name, "tick", tick, "err", err)
 		_ = msg.NakWithDelay(5 * time.Second)
 		return
@@ -122,7 +122,7 @@ func (e *Expander) superseded(ctx context.Context, subject string, seq uint64) b
 
 // expand publishes the jobs of one firing. A batch is declared before its
 // jobs, so its completion event cannot come early.
-func (e *Expander) expand(ctx context.Context, spec *Spec, tick time.Time) error {
+func (e *Expander) expand(ctx context.Context, msg jetstream.Msg, spec *Spec, tick time.Time) error {
 	jobs, batchID, err := spec.jobs(spec.Name, tick)
 	if err != nil {
 		// Validated when stored; a schedule written by hand can still be
@@ -135,13 +135,31 @@ func (e *Expander) expand(ctx context.Context, spec *Spec, tick time.Time) error
 			return err
 		}
 	}
+	// A window of publishes at a time: big batches neither stall the
+	// connection's async publisher nor outlive the firing's ack wait.
+	for start := 0; start < len(jobs); start += publishWindow {
+		if err := e.publish(ctx, jobs[start:min(start+publishWindow, len(jobs))], spec.lane()); err != nil {
+			return err
+		}
+		_ = msg.InProgress()
+	}
+	e.logger.Info("schedule fired", "schedule", spec.Name, "tick", tick, "jobs", len(jobs), "batch", batchID)
+	return nil
+}
+
+// publishWindow bounds the jobs of a firing awaiting their PubAck.
+const publishWindow = 1000
+
+// publish stores jobs on lane, each with its id as Nats-Msg-Id, and
+// returns once every one is stored (or dropped as a duplicate).
+func (e *Expander) publish(ctx context.Context, jobs []*job.Job, lane job.Lane) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(jobs))
 	for _, j := range jobs {
 		data, err := json.Marshal(j)
 		if err != nil {
 			return err
 		}
-		m := &nats.Msg{Subject: job.Subject(j.Provider, spec.lane(), j.Task), Data: data, Header: nats.Header{}}
+		m := &nats.Msg{Subject: job.Subject(j.Provider, lane, j.Task), Data: data, Header: nats.Header{}}
 		m.Header.Set(jetstream.MsgIDHeader, j.ID)
 		f, err := e.js.PublishMsgAsync(m)
 		if err != nil {
@@ -158,6 +176,5 @@ func (e *Expander) expand(ctx context.Context, spec *Spec, tick time.Time) error
 			return ctx.Err()
 		}
 	}
-	e.logger.Info("schedule fired", "schedule", spec.Name, "tick", tick, "jobs", len(jobs), "batch", batchID)
 	return nil
 }

@@ -33,8 +33,9 @@ func due(hdr nats.Header, j *job.Job, now time.Time) bool {
 // and survives the loss of every worker. A worker that dies between the
 // publish and the ack has the message redelivered, and publishing it
 // again replaces the same schedule. If the schedule cannot be stored (the
-// stream does not allow schedules, NATS is away), the job is naked with a
-// delay instead, as before there were schedules.
+// stream does not allow schedules, NATS is away), the job is naked until
+// its not_before instead, as before there were schedules: that spends one
+// delivery, which process does not count as an attempt.
 func (w *Worker) reschedule(ctx context.Context, d delivery, j *job.Job) {
 	m := &nats.Msg{Subject: job.DelaySubject(d.lane, j), Data: d.msg.Data(), Header: nats.Header{}}
 	for k, v := range d.msg.Headers() {
@@ -48,7 +49,7 @@ func (w *Worker) reschedule(ctx context.Context, d delivery, j *job.Job) {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
 	if _, err := w.publishOnce(pctx, m); err != nil {
-		wait := min(time.Until(*j.NotBefore)+10*time.Millisecond, 30*time.Second)
+		wait := time.Until(*j.NotBefore) + 10*time.Millisecond
 		w.logger.Warn("hold a job until its not_before as a schedule; naking it until then instead", "job_id", j.ID, "not_before", j.NotBefore, "err", err)
 		_ = d.msg.NakWithDelay(wait)
 		return

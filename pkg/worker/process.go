@@ -50,6 +50,11 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		w.reschedule(ctx, d, j)
 		return
 	}
+	if j.NotBefore != nil && d.enqueuedAt.Before(*j.NotBefore) && d.attempt > 1 {
+		// Its first delivery was spent waiting for not_before, not calling
+		// (a schedule could not be stored; see reschedule).
+		d.attempt--
+	}
 	if w.cancelled(ctx, d) {
 		return
 	}
