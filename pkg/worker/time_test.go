@@ -74,8 +74,16 @@ func TestDelayedJobFiresOnTimeAsAScheduleAndSpendsNoAttempt(t *testing.T) {
 	if want := "sched.job.acme.live.charge.b1.later"; res.Subject != want {
 		t.Fatalf("stored on %s, want the schedule subject %s", res.Subject, want)
 	}
+	// The same job again (a producer's retry, a re-run): still one schedule.
+	again, err := p.Enqueue(t.Context(), newJob("later", "acme", "charge", "/charge"), producer.NotBefore(due), producer.MaxAttempts(1))
+	if err != nil || !again.Duplicate {
+		t.Errorf("enqueueing it again: %+v, %v; want a duplicate", again, err)
+	}
 	if n := b.schedules(t); n != 1 {
 		t.Fatalf("%d schedules in JOBS, want 1", n)
+	}
+	if b.api.Calls("later") != 0 {
+		t.Fatal("called before its not_before")
 	}
 	b.checkOnTime(t, "later", due)
 	if n := b.schedules(t); n != 0 {
