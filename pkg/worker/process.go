@@ -44,6 +44,9 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		w.settle(ctx, d, outcome{result: r, action: actionAck})
 		return
 	}
+	if w.cancelled(ctx, d) {
+		return
+	}
 	if j.NotBefore != nil && !due(msg.Headers(), j, now) {
 		// Not due yet, published straight on its subject: the server holds
 		// it as a schedule until then (delay.go).
@@ -54,9 +57,6 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		// Its first delivery was spent waiting for not_before, not calling
 		// (a schedule could not be stored; see reschedule).
 		d.attempt--
-	}
-	if w.cancelled(ctx, d) {
-		return
 	}
 	maxAttempts := cmp.Or(j.MaxAttempts, l.provider.Config().MaxAttempts)
 	if d.attempt > maxAttempts {
