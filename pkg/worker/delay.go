@@ -50,7 +50,7 @@ func (w *Worker) reschedule(ctx context.Context, d delivery, j *job.Job) {
 	defer cancel()
 	if _, err := w.publishOnce(pctx, m); err != nil {
 		wait := time.Until(*j.NotBefore) + 10*time.Millisecond
-		w.logger.Warn("hold a job until its not_before as a schedule; naking it until then instead", "job_id", j.ID, "not_before", j.NotBefore, "err", err)
+		w.logger.Warn("could not hold a job as a schedule until its not_before; naking it until then instead", "job_id", j.ID, "not_before", j.NotBefore, "err", err)
 		_ = d.msg.NakWithDelay(wait)
 		return
 	}

@@ -2,7 +2,9 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/cancel"
 	"github.com/switchyard-io/switchyard/pkg/job"
 	"github.com/switchyard-io/switchyard/pkg/mockapi"
+	"github.com/switchyard-io/switchyard/pkg/natsx"
 	"github.com/switchyard-io/switchyard/pkg/natsx/natstest"
 	"github.com/switchyard-io/switchyard/pkg/producer"
 	"github.com/switchyard-io/switchyard/pkg/provider"
@@ -255,4 +258,55 @@ func TestCancelledDelayedJobsNeverFire(t *testing.T) {
 
 func jetstreamSubjects(filter string) jetstream.StreamInfoOpt {
 	return jetstream.WithSubjectFilter(filter)
+}
+
+// On a JOBS stream that refuses schedules (an old server, or a stream not
+// upgraded yet; once on, schedules cannot be turned off), a job before its
+// not_before waits out the delay in one nak, which is not counted as an
+// attempt.
+func TestNotBeforeWithoutSchedulesFallsBackToOneNak(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := t.Context()
+	var old jetstream.StreamConfig
+	if err := json.Unmarshal(streams.Stream(streams.Jobs), &old); err != nil {
+		t.Fatal(err)
+	}
+	old.AllowMsgSchedules, old.Discard, old.Subjects = false, jetstream.DiscardNew, []string{"jobs.>"}
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{streams.Results, streams.DLQ, streams.Events} {
+		if _, err := natsx.ApplyStream(ctx, js, streams.Stream(name), nil, natstest.Logger(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	api := mockapi.New(mockapi.Config{})
+	hs := httptest.NewServer(api)
+	t.Cleanup(hs.Close)
+	b := &bundle{nats: srv, js: js, api: api, url: hs.URL}
+	b.startWorker(t, worker.Config{}, map[string]provider.Config{"acme": b.provider(b.url)})
+	results, err := js.CreateOrUpdateConsumer(ctx, streams.Results, jetstream.ConsumerConfig{FilterSubject: "results.acme.charge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	j := newJob("no-sched", "acme", "charge", "/charge")
+	due := time.Now().Add(time.Second)
+	j.NotBefore, j.MaxAttempts = &due, 1
+	b.publish(t, j, job.LaneLive)
+	m, err := results.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r job.Result
+	if err := json.Unmarshal(m.Data(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != job.StatusSucceeded || r.Attempt != 1 || api.Calls("no-sched") != 1 {
+		t.Fatalf("status %s at attempt %d, %d calls; want succeeded at attempt 1, called once", r.Status, r.Attempt, api.Calls("no-sched"))
+	}
+	if late := r.StartedAt.Sub(due); late < 0 || late > time.Second {
+		t.Errorf("called %s from its not_before", late)
+	}
 }
