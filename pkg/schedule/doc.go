@@ -27,6 +27,10 @@
 // expires_in on a template so that a late firing's jobs are recorded
 // expired rather than called hours late.
 //
+// A template's strings may name the firing: {{tick}} (RFC 3339, UTC),
+// {{date}} (YYYY-MM-DD in the schedule's time zone) and {{name}}, so that
+// "/v1/reports/{{date}}" asks each day for that day.
+//
 // Schedules come from configuration (schedules.<name>, applied by every
 // worker at start: a schedule that did not change is left alone, so
 // restarts do not shift an "@every" schedule's phase) or at run time from

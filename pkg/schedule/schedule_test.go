@@ -167,6 +167,8 @@ func TestBatchScheduleDeclaresEachFiringsBatch(t *testing.T) {
 	b.expander(t)
 	two := []schedule.Template{*ping(), *ping()}
 	two[1].Task = "pong"
+	two[1].Request.Path = "/pong/{{date}}"
+	two[1].Meta = map[string]any{"tick": "{{tick}}", "schedule": "{{name}}"}
 	if _, err := b.store.Put(t.Context(), "nightly", schedule.Config{Cron: "* * * * * *", Timezone: "Europe/Paris", Lane: job.LaneBulk, Jobs: two}, schedule.OriginConfig); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +198,13 @@ func TestBatchScheduleDeclaresEachFiringsBatch(t *testing.T) {
 	j, _, err := job.Parse(m.Subject, m.Data)
 	if err != nil || j.Batch != schedule.BatchID("nightly", tick) {
 		t.Fatalf("job %s (%v), want batch %s", m.Data, err, schedule.BatchID("nightly", tick))
+	}
+	paris, _ := time.LoadLocation("Europe/Paris")
+	if want := "/pong/" + tick.In(paris).Format(time.DateOnly); j.Request.Path != want {
+		t.Errorf("path %s, want the placeholder filled: %s", j.Request.Path, want)
+	}
+	if want := `{"schedule":"nightly","tick":"` + tick.Format(time.RFC3339) + `"}`; string(j.Meta) != want {
+		t.Errorf("meta %s, want %s", j.Meta, want)
 	}
 }
 

@@ -35,7 +35,9 @@ type Config struct {
 	Jobs []Template `koanf:"jobs" json:"jobs,omitempty"`
 }
 
-// Template is a job without an id, which each firing fills in.
+// Template is a job without an id, which each firing fills in. Its
+// strings may hold the placeholders {{tick}}, {{date}} and {{name}} (see
+// placeholders).
 type Template struct {
 	Provider    string          `koanf:"provider" json:"provider"`
 	Task        string          `koanf:"task" json:"task"`
@@ -219,11 +221,46 @@ func JobID(name string, tick time.Time, n int) string {
 	return id
 }
 
+// Placeholders a template's strings may hold, replaced at each firing:
+// {{tick}} by the firing's second in RFC 3339 (UTC), {{date}} by its date
+// (YYYY-MM-DD) in the schedule's time zone, {{name}} by the schedule's
+// name. "path": "/v1/reports/{{date}}" asks each day for that day.
+var placeholders = []string{"{{tick}}", "{{date}}", "{{name}}"}
+
+// fill returns t with the placeholders of its strings replaced. Their
+// values hold no character JSON escapes, so the replacement is textual.
+func (c Config) fill(t Template, name string, tick time.Time) (Template, error) {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return t, err
+	}
+	if !bytes.Contains(b, []byte("{{")) {
+		return t, nil
+	}
+	loc := time.UTC
+	if c.Timezone != "" {
+		if loc, err = time.LoadLocation(c.Timezone); err != nil {
+			return t, err
+		}
+	}
+	values := []string{tick.UTC().Format(time.RFC3339), tick.In(loc).Format(time.DateOnly), name}
+	for i, p := range placeholders {
+		b = bytes.ReplaceAll(b, []byte(p), []byte(values[i]))
+	}
+	var out Template
+	err = json.Unmarshal(b, &out)
+	return out, err
+}
+
 // jobs returns the jobs of the firing of schedule name at tick, and the
 // batch it declares ("" for a single job).
 func (c Config) jobs(name string, tick time.Time) ([]*job.Job, string, error) {
 	if c.Job != nil {
-		j, err := c.Job.build(JobID(name, tick, 0), tick)
+		t, err := c.fill(*c.Job, name, tick)
+		if err != nil {
+			return nil, "", fmt.Errorf("job: %w", err)
+		}
+		j, err := t.build(JobID(name, tick, 0), tick)
 		if err != nil {
 			return nil, "", fmt.Errorf("job: %w", err)
 		}
@@ -236,6 +273,10 @@ func (c Config) jobs(name string, tick time.Time) ([]*job.Job, string, error) {
 			return nil, "", fmt.Errorf("jobs[%d]: batch: a batch schedule names its batch itself (<name>-<tick>)", i)
 		}
 		t.Batch = b
+		t, err := c.fill(t, name, tick)
+		if err != nil {
+			return nil, "", fmt.Errorf("jobs[%d]: %w", i, err)
+		}
 		j, err := t.build(JobID(name, tick, i+1), tick)
 		if err != nil {
 			return nil, "", fmt.Errorf("jobs[%d]: %w", i, err)

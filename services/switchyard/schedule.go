@@ -35,7 +35,8 @@ worker turns the firing into its jobs, with ids <NAME>:<tick> (tick as
   --job      a job template: the job envelope without id, not_before or
              expires_at, plus "expires_in" ("2h"). One --job fires one job;
              several fire them as one batch, <NAME>-<tick>, declared with
-             its size
+             its size. Strings may hold {{tick}} (RFC 3339, UTC), {{date}}
+             (YYYY-MM-DD in --timezone) and {{name}}
   --jobs     a file of templates, one per line (NDJSON): a batch per firing
 
 Adding a schedule that exists replaces it. Schedules from the workers'
