@@ -57,13 +57,14 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	// Periodic jobs: store the configured schedules (unchanged ones are
-	// left alone), and take a share of turning their firings into jobs.
-	if err := schedule.NewStore(js).Apply(ctx, cfg.Schedules, logger); err != nil {
-		w.Stop(context.Background())
-		return err
-	}
+	// left alone), and take a share of turning their firings into jobs. A
+	// stop meanwhile is no failure: the worker drains as always.
 	exp := schedule.NewExpander(js, logger)
-	if err := exp.Start(ctx); err != nil {
+	err = schedule.NewStore(js).Apply(ctx, cfg.Schedules, logger)
+	if err == nil {
+		err = exp.Start(ctx)
+	}
+	if err != nil && ctx.Err() == nil {
 		w.Stop(context.Background())
 		return err
 	}
