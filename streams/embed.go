@@ -7,6 +7,14 @@
 //
 // consumer-work.json is a template: PROVIDER and LANE stand for a provider
 // name and a lane (live or bulk). WorkConsumer fills them in.
+//
+// JOBS also holds NATS message schedules on sched.> (package job names the
+// subjects): delayed jobs, periodic schedules, and the firings of those,
+// which consumer-schedules.json reads. No consumer may cover the schedules
+// themselves, or it would consume them; and the server refuses schedules
+// on a stream with discard "new", so JOBS discards "old" and must carry no
+// max_msgs, max_bytes or max_age (bound it with JetStream storage limits,
+// which refuse new messages instead).
 package streams
 
 import (
@@ -24,6 +32,9 @@ const (
 	DLQ      = "DLQ"
 	Events   = "EVENTS"
 	Recorder = "recorder"
+	// Schedules is the consumer on JOBS, filtered to sched.fire.>, through
+	// which workers turn the firings of periodic schedules into jobs.
+	Schedules = "schedules"
 )
 
 var streamFiles = map[string]string{Jobs: "jobs.json", Results: "results.json", DLQ: "dlq.json", Events: "events.json"}
@@ -37,6 +48,10 @@ func Stream(name string) []byte { return mustRead(streamFiles[name]) }
 // RecorderConsumer returns the definition of the recorder's durable consumer
 // on RESULTS.
 func RecorderConsumer() []byte { return mustRead("consumer-recorder.json") }
+
+// SchedulesConsumer returns the definition of the durable consumer that
+// workers share to expand the firings of periodic schedules.
+func SchedulesConsumer() []byte { return mustRead("consumer-schedules.json") }
 
 // WorkConsumer returns the definition of the durable consumer that workers
 // share for one lane of one provider on JOBS. provider and lane must be valid

@@ -21,6 +21,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/natsx"
 	"github.com/switchyard-io/switchyard/pkg/provider"
 	"github.com/switchyard-io/switchyard/pkg/recorder"
+	"github.com/switchyard-io/switchyard/pkg/schedule"
 	"github.com/switchyard-io/switchyard/pkg/worker"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	Recorder  recorder.Config            `koanf:"recorder"`
 	Gateway   gateway.Config             `koanf:"gateway"`
 	Providers map[string]provider.Config `koanf:"providers"`
+	// Schedules are periodic jobs, stored as NATS message schedules by
+	// every worker at start (see package schedule).
+	Schedules map[string]schedule.Config `koanf:"schedules"`
 }
 
 // Options says where Load finds configuration besides the built-in defaults.
@@ -190,6 +194,19 @@ func (c Config) validate() error {
 			continue
 		}
 		check("providers."+name, c.Providers[name].Validate())
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Schedules)) {
+		if !job.ValidToken(name) {
+			check("schedules", fmt.Errorf("%q is not a valid schedule name (want [a-z0-9_-]{1,64})", name))
+			continue
+		}
+		sc := c.Schedules[name]
+		check("schedules."+name, sc.Validate())
+		for _, p := range sc.Providers() {
+			if _, ok := c.Providers[p]; !ok && len(c.Providers) > 0 {
+				check("schedules."+name, fmt.Errorf("provider %q is not configured under providers", p))
+			}
+		}
 	}
 	return join(errs)
 }

@@ -430,6 +430,11 @@ func TestExampleConfig(t *testing.T) {
 		a.RetryBudget.Ratio != 0.2 || a.Breaker.Consecutive != 10 {
 		t.Errorf("providers.acme retry = %+v, tasks = %+v, budget = %+v, breaker = %+v", a.Retry, a.Tasks, a.RetryBudget, a.Breaker)
 	}
+	n, h := c.Schedules["nightly-sync"], c.Schedules["hourly-report"]
+	if n.Pattern() != "0 0 4 * * *" || n.Timezone != "Europe/Paris" || n.Job == nil || n.Job.ExpiresIn != 2*time.Hour ||
+		h.Pattern() != "@every 1h0m0s" || len(h.Jobs) != 2 || h.Jobs[1].Request.Query["kind"] == nil {
+		t.Errorf("schedules = %+v", c.Schedules)
+	}
 }
 
 func TestRetryKeysFromTheEnvironment(t *testing.T) {
@@ -452,6 +457,30 @@ func TestRetryKeysFromTheEnvironment(t *testing.T) {
 	}})
 	if err == nil || !strings.Contains(err.Error(), "providers.acme: retry.statuses") {
 		t.Errorf("a bad status: error %v, want one naming providers.acme: retry.statuses", err)
+	}
+}
+
+func TestScheduleErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		env     []string
+		wantErr string
+	}{
+		{"no timing", []string{"SWITCHYARD_SCHEDULES__BEAT__JOB__PROVIDER=acme"}, "schedules.beat: set exactly one of cron and every"},
+		{"unknown provider", []string{
+			"SWITCHYARD_PROVIDERS__ACME__BASE_URL=https://acme.example",
+			"SWITCHYARD_SCHEDULES__BEAT__EVERY=1m", "SWITCHYARD_SCHEDULES__BEAT__JOB__PROVIDER=globex",
+			"SWITCHYARD_SCHEDULES__BEAT__JOB__TASK=t", "SWITCHYARD_SCHEDULES__BEAT__JOB__REQUEST__PATH=/x",
+		}, `schedules.beat: provider "globex" is not configured`},
+		{"unknown key", []string{"SWITCHYARD_SCHEDULES__BEAT__EVERYY=1m"}, "schedules.beat.everyy"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(config.Options{Env: tt.env})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Load = %v, want an error with %q", err, tt.wantErr)
+			}
+		})
 	}
 }
 

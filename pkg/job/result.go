@@ -29,6 +29,9 @@ const (
 	// during it. Not final: the call's outcome, when it comes, replaces
 	// it, and it never replaces a final one.
 	StatusUnknown Status = "unknown"
+	// StatusCancelled: the job was cancelled (switchyard cancel) before its
+	// call started, and was never called. Final.
+	StatusCancelled Status = "cancelled"
 )
 
 // Final reports whether s is the job's outcome for good: no later attempt
@@ -38,7 +41,7 @@ func (s Status) Final() bool { return s != StatusRetrying && s != StatusUnknown 
 // Valid reports whether s is a known status.
 func (s Status) Valid() bool {
 	switch s {
-	case StatusSucceeded, StatusRetrying, StatusFailed, StatusDead, StatusExpired, StatusUnknown:
+	case StatusSucceeded, StatusRetrying, StatusFailed, StatusDead, StatusExpired, StatusUnknown, StatusCancelled:
 		return true
 	}
 	return false
@@ -59,6 +62,7 @@ const (
 	ClassUnrouted  Class = "unrouted"  // no worker serves the subject's provider or lane
 	ClassExhausted Class = "exhausted" // redelivered past max_attempts with no outcome
 	ClassExpired   Class = "expired"
+	ClassCancelled Class = "cancelled"
 )
 
 // Result is published on results.<provider>.<task> once per attempt outcome.

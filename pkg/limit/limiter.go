@@ -271,8 +271,12 @@ func (l *Limiter) Unadmit(lane job.Lane, a Admission, n int) {
 		return
 	}
 	l.mu.Lock()
-	if lane == job.LaneBulk {
+	if lane == job.LaneBulk && l.promised > 0 {
 		l.promised = max(0, l.promised-n)
+		// A fetch waiting for bulk's promised tokens may go now: jobs that
+		// end without a call (cancelled, expired) then drain at once
+		// rather than one per token interval.
+		l.broadcastLocked()
 	}
 	if l.q != nil {
 		if l.q.giveBack(a.day, int64(n)) {

@@ -38,11 +38,32 @@ func (d Diff) String() string { return fmt.Sprintf("%s: have %s, want %s", d.Fie
 // replica count.
 func ApplyStreams(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) error {
 	for _, name := range streams.All {
-		if _, err := ApplyStream(ctx, js, streams.Stream(name), Override{"num_replicas": replicas}, logger); err != nil {
+		s, err := ApplyStream(ctx, js, streams.Stream(name), Override{"num_replicas": replicas}, logger)
+		if err != nil {
 			return err
+		}
+		if name == streams.Jobs {
+			warnJobLimits(s.CachedInfo().Config, logger)
 		}
 	}
 	return nil
+}
+
+// warnJobLimits says when JOBS has a limit that would drop jobs. Message
+// schedules (delayed and periodic jobs) need discard "old", which the
+// server refuses to combine with "new"; with discard old, a max_msgs,
+// max_bytes, max_age or max_msgs_per_subject limit deletes the oldest jobs
+// instead of refusing new ones. Bound JOBS through JetStream's storage
+// limits instead (max_file_store, account limits): those refuse new
+// messages, which producers report as ErrStreamFull.
+func warnJobLimits(c jetstream.StreamConfig, logger *slog.Logger) {
+	if c.Discard != jetstream.DiscardOld {
+		return
+	}
+	if c.MaxMsgs > 0 || c.MaxBytes > 0 || c.MaxAge > 0 || c.MaxMsgsPerSubject > 0 {
+		logger.Error("stream JOBS has a limit with discard old: when it is reached the oldest jobs are deleted, never called; remove max_msgs, max_bytes, max_age and max_msgs_per_subject and bound JetStream storage instead",
+			"max_msgs", c.MaxMsgs, "max_bytes", c.MaxBytes, "max_age", c.MaxAge.String(), "max_msgs_per_subject", c.MaxMsgsPerSubject)
+	}
 }
 
 // ApplyStream creates the stream that def (a stream config as JSON, the

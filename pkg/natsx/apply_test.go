@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,41 @@ func TestDefinitionsDecodeStrictly(t *testing.T) {
 	_, err := natsx.ApplyStream(context.Background(), js, []byte(`{"name":"X","subjects":["x.>"],"max_agee":1}`), nil, natstest.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "max_agee") {
 		t.Fatalf("err = %v, want one naming the unknown field max_agee", err)
+	}
+}
+
+// TestApplyTurnsOnSchedulesOnAnOldJobsStream upgrades JOBS as earlier
+// releases created it (discard new, jobs.> only, no schedules) in place:
+// the jobs it holds stay, and it then takes message schedules.
+func TestApplyTurnsOnSchedulesOnAnOldJobsStream(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := context.Background()
+	old := jetstream.StreamConfig{
+		Name: streams.Jobs, Subjects: []string{"jobs.>"}, Retention: jetstream.WorkQueuePolicy,
+		Storage: jetstream.FileStorage, Discard: jetstream.DiscardNew, MaxMsgs: -1, MaxBytes: -1,
+		Duplicates: 2 * time.Minute, MaxMsgSize: 524288, MaxConsumers: -1,
+	}
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "jobs.acme.live.t", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := natsx.ApplyStream(ctx, js, streams.Stream(streams.Jobs), nil, natstest.Logger(t))
+	if err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	c := s.CachedInfo().Config
+	if !c.AllowMsgSchedules || c.Discard != jetstream.DiscardOld || !slices.Contains(c.Subjects, "sched.>") {
+		t.Fatalf("after the upgrade: schedules %v, discard %v, subjects %v", c.AllowMsgSchedules, c.Discard, c.Subjects)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("%d jobs after the upgrade, want the 1 before it", n)
+	}
+	at := time.Now().Add(300 * time.Millisecond)
+	if _, err := js.Publish(ctx, "sched.job.acme.live.t.~.x", []byte("{}"),
+		jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget("jobs.acme.live.t")); err != nil {
+		t.Fatalf("publish a schedule after the upgrade: %v", err)
 	}
 }

@@ -8,6 +8,14 @@
 // minutes by default) is dropped by the server and reported as a duplicate,
 // which is what makes every retry here safe.
 //
+// A job whose not_before ([NotBefore], [Delay]) is still ahead is stored as
+// a NATS message schedule instead, on job.DelaySubject
+// (sched.job.<provider>.<lane>.<task>.<batch>.<id>): the server holds it
+// and publishes it on its jobs subject at not_before, to about a second,
+// across restarts, with no worker holding it meanwhile. Its Result.Subject
+// is that schedule subject. Publishing the same job again replaces its
+// schedule; package cancel purges it.
+//
 // Two ways in:
 //
 //   - [Producer.Enqueue] publishes one job and returns when it is stored.

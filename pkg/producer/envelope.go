@@ -87,7 +87,9 @@ func Batch(name string) JobOption { return func(d *draft) { d.job.Batch = name }
 // MaxAttempts overrides the provider's number of attempts for this job.
 func MaxAttempts(n int) JobOption { return func(d *draft) { d.job.MaxAttempts = n } }
 
-// NotBefore keeps the job from being called before t.
+// NotBefore keeps the job from being called before t: a job due later is
+// stored as a schedule that the server publishes at t (see the package
+// doc).
 func NotBefore(t time.Time) JobOption {
 	return func(d *draft) { t := t.UTC(); d.job.NotBefore = &t }
 }
@@ -257,14 +259,40 @@ func (p *Producer) prepare(j *job.Job, defaults, opts []JobOption) (prepared, er
 		}
 		copy(data[at:], id)
 	}
-	size := int64(len(data) + len(id) + headerOverhead)
-	if limit := p.nc.MaxPayload(); limit > 0 && size > limit {
-		return prepared{id: id}, fmt.Errorf("%w: %d bytes, more than the server's max_payload of %d", ErrTooLarge, size, limit)
-	}
 	msg := &nats.Msg{
 		Subject: job.Subject(d.job.Provider, d.lane, d.job.Task),
 		Data:    data,
 		Header:  nats.Header{jetstream.MsgIDHeader: []string{id}},
 	}
+	size := int64(len(data) + len(id) + headerOverhead)
+	if nb := d.job.NotBefore; nb != nil && nb.After(d.now()) {
+		d.job.ID = id
+		delay(msg, d.lane, &d.job)
+		size += int64(len(msg.Subject) + len(id) + scheduleOverhead)
+	}
+	if limit := p.nc.MaxPayload(); limit > 0 && size > limit {
+		return prepared{id: id}, fmt.Errorf("%w: %d bytes, more than the server's max_payload of %d", ErrTooLarge, size, limit)
+	}
 	return prepared{msg: msg, id: id, ref: d.ref}, nil
+}
+
+// scheduleOverhead bounds what a delayed job's schedule headers add
+// besides the job's subject and id.
+const scheduleOverhead = 160
+
+// delay turns msg, job j for lane, into a NATS message schedule that the
+// server holds and publishes on the job's subject at not_before, so that
+// no worker holds it or spends deliveries on it meanwhile. The schedule's
+// subject names the job (job.DelaySubject): publishing it again replaces
+// it, and cancelling purges it. Its Nats-Msg-Id keeps retries of the
+// publish from storing it twice; the server drops that header when it
+// fires, so the job id also travels in job.HeaderJobID.
+//
+// Nats-Schedule is written by hand: jetstream.WithScheduleAt rounds the
+// time down to whole seconds, and "@at" takes RFC 3339 with fractions.
+func delay(msg *nats.Msg, lane job.Lane, j *job.Job) {
+	msg.Header.Set("Nats-Schedule-Target", msg.Subject)
+	msg.Header.Set("Nats-Schedule", "@at "+j.NotBefore.UTC().Format(time.RFC3339Nano))
+	msg.Header.Set(job.HeaderJobID, j.ID)
+	msg.Subject = job.DelaySubject(lane, j)
 }

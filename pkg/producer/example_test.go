@@ -158,3 +158,26 @@ func ExampleNewJob() {
 	fmt.Println(j.Provider, j.Task, j.Request.Method, j.Request.Path, j.ID == "")
 	// Output: acme create_invoice POST /v1/invoices true
 }
+
+// Delay a job: the NATS server holds it as a message schedule named after
+// the job and publishes it on jobs.acme.bulk.send_reminder in 24 hours,
+// when a worker calls it.
+func ExampleDelay() {
+	nc, stop := exampleNATS()
+	defer stop()
+
+	p, err := producer.New(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	reminder := producer.NewJob("acme", "send_reminder", "POST", "/v1/reminders")
+	res, err := p.Enqueue(context.Background(), reminder,
+		producer.ID("reminder-981"), producer.Lane(job.LaneBulk), producer.Batch("reminders-2026-11-21"),
+		producer.Delay(24*time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.ID, "held on", res.Subject)
+	// Output:
+	// reminder-981 held on sched.job.acme.bulk.send_reminder.reminders-2026-11-21.reminder-981
+}

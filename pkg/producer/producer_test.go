@@ -72,7 +72,9 @@ func invoice() *job.Job {
 
 func TestEnqueueStoresTheJobOnce(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2026, 11, 21, 4, 0, 0, 0, time.UTC)
+	// A day ahead of the server's clock, so that the delayed job's
+	// schedule does not fire during the test.
+	now := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Second)
 	b := setup(t, producer.WithNow(func() time.Time { return now }))
 	ctx := testContext(t)
 
@@ -86,7 +88,7 @@ func TestEnqueueStoresTheJobOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Subject != "jobs.acme.bulk.create_invoice" || res.Stream != streams.Jobs || res.Sequence != 1 || res.Duplicate || res.Attempts != 1 {
+	if res.Subject != "sched.job.acme.bulk.create_invoice.nightly."+res.ID || res.Stream != streams.Jobs || res.Sequence != 1 || res.Duplicate || res.Attempts != 1 {
 		t.Errorf("result %+v", res)
 	}
 	if u, err := uuid.Parse(res.ID); err != nil || u.Version() != 7 {
@@ -110,11 +112,18 @@ func TestEnqueueStoresTheJobOnce(t *testing.T) {
 	if got := raw.Header.Get(jetstream.MsgIDHeader); got != res.ID {
 		t.Errorf("Nats-Msg-Id %q, want the job id %q", got, res.ID)
 	}
-	got, addr, err := job.Parse(raw.Subject, raw.Data)
+	// Delayed by an hour: stored as a schedule that fires on the job's subject.
+	wantNB, wantEA := now.Add(time.Hour), now.Add(3*time.Hour)
+	if got, want := raw.Header.Get("Nats-Schedule"), "@at "+wantNB.Format(time.RFC3339Nano); got != want {
+		t.Errorf("Nats-Schedule %q, want %q", got, want)
+	}
+	if got := raw.Header.Get(job.HeaderJobID); got != res.ID {
+		t.Errorf("%s %q, want the job id %q", job.HeaderJobID, got, res.ID)
+	}
+	got, addr, err := job.Parse(raw.Header.Get("Nats-Schedule-Target"), raw.Data)
 	if err != nil {
 		t.Fatalf("stored job does not parse: %v\n%s", err, raw.Data)
 	}
-	wantNB, wantEA := now.Add(time.Hour), now.Add(3*time.Hour)
 	if got.ID != res.ID || addr.Lane != job.LaneBulk || got.Batch != "nightly" || got.MaxAttempts != 7 ||
 		got.NotBefore == nil || !got.NotBefore.Equal(wantNB) || got.ExpiresAt == nil || !got.ExpiresAt.Equal(wantEA) ||
 		string(got.Request.Body) != `{"amount":1200}` || string(got.Meta) != `{"order":981}` ||

@@ -31,6 +31,9 @@ func (w *Worker) attempt(ctx context.Context, c *call, d *delivery, maxAttempts 
 			_ = d.msg.Nak()
 			return started, finished, nil, nil, false
 		}
+		if w.cancelled(ctx, *d) { // cancelled while it waited for its turn
+			return started, finished, nil, nil, false
+		}
 		c.admitted = false
 		if once && !w.ackBeforeCall(ctx, d) {
 			return started, finished, nil, nil, false

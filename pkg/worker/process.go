@@ -46,15 +46,18 @@ func (w *Worker) process(ctx context.Context, c *call, msg jetstream.Msg) {
 		w.settle(ctx, d, outcome{result: r, action: actionAck, dead: newDeadLetter(r, msg, w.cfg.ID)})
 		return
 	}
-	if j.NotBefore != nil && now.Before(*j.NotBefore) {
-		// Not due yet: hand it back until then. This spends a delivery (not
-		// counted as an attempt below) and holds a place in max_ack_pending
-		// meanwhile; server-side message schedules will replace it.
-		_ = msg.NakWithDelay(j.NotBefore.Sub(now) + 10*time.Millisecond)
+	if w.cancelled(ctx, d) {
+		return
+	}
+	if j.NotBefore != nil && !due(msg.Headers(), j, now) {
+		// Not due yet, published straight on its subject: the server holds
+		// it as a schedule until then (delay.go).
+		w.reschedule(ctx, d, j)
 		return
 	}
 	if j.NotBefore != nil && d.enqueuedAt.Before(*j.NotBefore) && d.attempt > 1 {
-		// Its first delivery was spent waiting for not_before, not calling.
+		// Its first delivery was spent waiting for not_before, not calling
+		// (a schedule could not be stored; see reschedule).
 		d.attempt--
 	}
 	policy := l.provider.Policy(j.Task)

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-io/switchyard/internal/httpserve"
+	"github.com/switchyard-io/switchyard/pkg/cancel"
 	"github.com/switchyard-io/switchyard/pkg/job"
 	"github.com/switchyard-io/switchyard/pkg/limit"
 	"github.com/switchyard-io/switchyard/pkg/natsx"
@@ -50,6 +51,8 @@ type Worker struct {
 	historyScans chan struct{}
 	// beats keeps long calls' messages from being delivered again.
 	beats *heartbeats
+	// cancels holds the tombstones of cancelled jobs and batches.
+	cancels *cancel.Watcher
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -91,6 +94,7 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 	}
 	w.metrics = newMetrics(w)
 	w.streamsReady = httpserve.CacheOK(streamsCheckEvery, w.lookUpStreams)
+	w.cancels = cancel.NewWatcher(js, w.logger)
 	w.fleet = limit.NewFleet(js, limit.FleetConfig{Replica: cfg.ID, TTL: cfg.MembershipTTL}, w.logger)
 	sort.Slice(providers, func(i, k int) bool { return providers[i].Name() < providers[k].Name() })
 	for _, p := range providers {
@@ -161,8 +165,15 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.fleet.Start(ctx); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	// Load every tombstone before the first fetch, so that no job
+	// cancelled before this replica started is called.
+	if err := w.cancels.Start(ctx); err != nil {
+		w.fleet.Stop(ctx)
+		return fmt.Errorf("worker: %w", err)
+	}
 	pauses, err := w.watchPauses()
 	if err != nil {
+		w.cancels.Stop()
 		w.fleet.Stop(ctx)
 		return fmt.Errorf("worker: watch pause advisories: %w", err)
 	}
@@ -170,6 +181,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	for _, l := range w.lanes {
 		if err := l.bind(ctx); err != nil {
 			_ = pauses.Unsubscribe()
+			w.cancels.Stop()
 			w.fleet.Stop(ctx)
 			return err
 		}
@@ -230,6 +242,7 @@ func (w *Worker) Stop(ctx context.Context) {
 	// No call is in flight: leave the fleet, so the others take up this
 	// replica's share now.
 	w.fleet.Stop(ctx)
+	w.cancels.Stop()
 	for _, p := range w.providers {
 		p.Close()
 	}

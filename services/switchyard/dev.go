@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/provider"
 	"github.com/switchyard-io/switchyard/pkg/recorder"
 	"github.com/switchyard-io/switchyard/pkg/recorder/api"
+	"github.com/switchyard-io/switchyard/pkg/schedule"
 	"github.com/switchyard-io/switchyard/pkg/worker"
 )
 
@@ -77,7 +78,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	st, err := startStack(ctx, o, cfg.Recorder, cfg.Worker, cfg.Providers, logger)
+	st, err := startStack(ctx, o, cfg.Recorder, cfg.Worker, cfg.Providers, cfg.Schedules, logger)
 	if err != nil {
 		return err
 	}
@@ -148,9 +149,10 @@ type stack struct {
 	// metrics holds the recorder's and the worker's metrics, served on
 	// the query API's /metrics.
 	metrics *prometheus.Registry
+	exp     *schedule.Expander
 }
 
-func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workCfg worker.Config, providers map[string]provider.Config, logger *slog.Logger) (st *stack, err error) {
+func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workCfg worker.Config, providers map[string]provider.Config, schedules map[string]schedule.Config, logger *slog.Logger) (st *stack, err error) {
 	st = &stack{}
 	defer func() {
 		if err != nil {
@@ -185,7 +187,14 @@ func startStack(ctx context.Context, o devOptions, recCfg recorder.Config, workC
 		return st, err
 	}
 	st.metrics.MustRegister(st.w.Collector())
-	return st, st.w.Start(ctx)
+	if err := st.w.Start(ctx); err != nil {
+		return st, err
+	}
+	if err := schedule.NewStore(st.js).Apply(ctx, schedules, logger); err != nil {
+		return st, err
+	}
+	st.exp = schedule.NewExpander(st.js, logger)
+	return st, st.exp.Start(ctx)
 }
 
 // startQueryAPI serves the recorder's query API. Unlike the NATS port, a
@@ -210,9 +219,9 @@ func (st *stack) startQueryAPI(ctx context.Context, cfg recorder.APIConfig, logg
 }
 
 // stop shuts down in the one safe order: the query API first, as it reads
-// the store; the worker next, so calls in flight can still store their
-// results; then the recorder, so those results are written; then the
-// connection and the server.
+// the store; the schedule expander and the worker next, so calls in
+// flight can still store their results; then the recorder, so those
+// results are written; then the connection and the server.
 func (st *stack) stop(logger *slog.Logger) {
 	if st.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -220,6 +229,9 @@ func (st *stack) stop(logger *slog.Logger) {
 			logger.Warn("query API shutdown cut requests short", "err", err)
 		}
 		cancel()
+	}
+	if st.exp != nil {
+		st.exp.Stop()
 	}
 	if st.w != nil {
 		st.w.Stop(context.Background())

@@ -33,7 +33,7 @@ Flags of both:
 
 Flags of ls:
   --provider P, --task T, --status S, --batch B
-                   only jobs that match (status: succeeded, retrying, failed, dead, expired, unknown)
+                   only jobs that match (status: succeeded, retrying, failed, dead, expired, cancelled, unknown)
   --since T        only jobs updated at or after T: RFC 3339 (2026-11-21T04:00:00Z)
                    or a duration back from now (15m, 2h)
   --limit N        page size, 1 to 1000 (default 100)
@@ -136,7 +136,7 @@ func runJobsList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var all bool
 	fs.StringVar(&q.Provider, "provider", "", "only jobs of this `provider`")
 	fs.StringVar(&q.Task, "task", "", "only jobs of this `task`")
-	fs.StringVar(&q.Status, "status", "", "only jobs in this `status`: succeeded, retrying, failed, dead, expired")
+	fs.StringVar(&q.Status, "status", "", "only jobs in this `status`: succeeded, retrying, failed, dead, expired, cancelled")
 	fs.StringVar(&q.Batch, "batch", "", "only jobs of this `batch`")
 	fs.StringVar(&since, "since", "", "only jobs updated at or after `T`: RFC 3339, or a duration back from now (15m)")
 	fs.IntVar(&q.Limit, "limit", 0, "page `size`, 1 to 1000 (default 100)")

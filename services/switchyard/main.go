@@ -25,6 +25,8 @@ Usage:
   switchyard dlq ls|show|replay   dead letters by provider, task, batch, class and time; replay them
   switchyard status [flags]       backlog, rate, ETA and useful workers per provider and lane; --watch
   switchyard provider pause <p>   pause a provider (or --lane) for the whole fleet --for 30m; resume ends it
+  switchyard cancel --job ID      take a job back before its call (--batch ID: every job of a batch)
+  switchyard schedule add|ls|rm   periodic jobs (cron or interval), fired once per tick by the NATS server
   switchyard help                 show this help
 
 Run 'switchyard dev -h' for the flags of dev, 'switchyard jobs help' for those of jobs.
@@ -54,6 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runProvider(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, args[1:], stdout, stderr)
+	case "cancel":
+		return runCancel(ctx, args[1:], stdout, stderr)
+	case "schedule":
+		return runSchedule(ctx, args[1:], stdout, stderr)
 	case "enqueue":
 		return runEnqueue(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":

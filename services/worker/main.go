@@ -1,6 +1,8 @@
 // Command worker runs Switchyard jobs: it pulls from the JOBS stream of an
 // external NATS server, calls the configured providers, and publishes
-// results. Run as many replicas as you like; they share the work.
+// results. Run as many replicas as you like; they share the work. Each
+// also stores the configured periodic schedules and expands their
+// firings (package schedule).
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/switchyard-io/switchyard/internal/httpserve"
 	"github.com/switchyard-io/switchyard/internal/service"
 	"github.com/switchyard-io/switchyard/pkg/provider"
+	"github.com/switchyard-io/switchyard/pkg/schedule"
 	"github.com/switchyard-io/switchyard/pkg/worker"
 )
 
@@ -66,8 +69,21 @@ func run(ctx context.Context, args []string) error {
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
+	// Periodic jobs: store the configured schedules (unchanged ones are
+	// left alone), and take a share of turning their firings into jobs. A
+	// stop meanwhile is no failure: the worker drains as always.
+	exp := schedule.NewExpander(js, logger)
+	err = schedule.NewStore(js).Apply(ctx, cfg.Schedules, logger)
+	if err == nil {
+		err = exp.Start(ctx)
+	}
+	if err != nil && ctx.Err() == nil {
+		w.Stop(context.Background())
+		return err
+	}
 	<-ctx.Done()
 	logger.Info("stopping: no new jobs; waiting for calls in flight", "grace", cfg.Worker.ShutdownGrace.String())
+	exp.Stop()
 	// /readyz answers 503 from here on; /metrics keeps serving during the
 	// drain.
 	w.Stop(context.Background())

@@ -114,3 +114,37 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWorkerServiceFiresConfiguredSchedules: a schedule in the config is
+// stored at start and its firings are called.
+func TestWorkerServiceFiresConfiguredSchedules(t *testing.T) {
+	srv := natstest.Start(t)
+	mock := mockapi.New(mockapi.Config{})
+	api := httptest.NewServer(mock)
+	t.Cleanup(api.Close)
+	cfgFile := filepath.Join(t.TempDir(), "worker.yaml")
+	yaml := fmt.Sprintf(`log:
+  format: json
+providers:
+  acme:
+    base_url: %s
+schedules:
+  beat:
+    every: 1s
+    job:
+      provider: acme
+      task: ping
+      request: {path: "/ping/{{date}}"}
+`, api.URL)
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--config", cfgFile, "--nats-url", srv.URL()}) }()
+	waitFor(t, func() bool { return mock.Stats().Requests >= 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+}

@@ -66,7 +66,7 @@
 // # GET /v1/jobs
 //
 // Parameters, all optional: provider, task, status (succeeded, retrying,
-// failed, dead, expired, unknown), batch, since (RFC 3339: rows updated at or after
+// failed, dead, expired, cancelled, unknown), batch, since (RFC 3339: rows updated at or after
 // it), limit (1 to 1000, default 100) and cursor (the next_cursor of the
 // page before). Rows come in the order they last changed, oldest first,
 // without meta, response and attempts; next_cursor is absent on the last

@@ -86,7 +86,7 @@ func parseJobFilter(q url.Values) (recorder.JobFilter, *paramError) {
 		if s := job.Status(v); s.Valid() {
 			f.Status = s
 		} else {
-			return f, badParam("status", "%q is not one of succeeded, retrying, failed, dead, expired, unknown", v)
+			return f, badParam("status", "%q is not one of succeeded, retrying, failed, dead, expired, cancelled, unknown", v)
 		}
 	}
 	if v := q.Get("batch"); v != "" {
