@@ -224,6 +224,9 @@ func TestRolesDoTheirJobs(t *testing.T) {
 
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/refuse" {
+			w.WriteHeader(http.StatusBadRequest)
+		}
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	t.Cleanup(api.Close)
@@ -283,8 +286,36 @@ func TestRolesDoTheirJobs(t *testing.T) {
 	if _, err := prod.Enqueue(ctx, j); err != nil {
 		t.Fatalf("enqueue: %v", err)
 	}
+	// A delayed job, held by the server as a schedule; and one the
+	// provider refuses, dead-lettered with its attempts read back.
+	delayed := &job.Job{V: 1, ID: "role-job-2", Provider: "acme", Task: "ping", Request: job.Request{Method: "GET", Path: "/ping"}}
+	if _, err := prod.Enqueue(ctx, delayed, producer.Delay(500*time.Millisecond)); err != nil {
+		t.Fatalf("enqueue delayed: %v", err)
+	}
+	refused := &job.Job{V: 1, ID: "role-job-3", Provider: "acme", Task: "ping", Request: job.Request{Method: "GET", Path: "/refuse"}}
+	if _, err := prod.Enqueue(ctx, refused); err != nil {
+		t.Fatalf("enqueue: %v", err)
+	}
 
 	deadline := time.Now().Add(10 * time.Second)
+	for _, want := range []struct {
+		id     string
+		status job.Status
+	}{{delayed.ID, job.StatusSucceeded}, {refused.ID, job.StatusFailed}} {
+		for {
+			row, err := store.Job(ctx, want.id)
+			if err == nil && row.Status == want.status {
+				break
+			}
+			if err != nil && !errors.Is(err, recorder.ErrNotFound) {
+				t.Fatalf("store: %v", err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s not recorded %s: %+v, %v; violations: %q", want.id, want.status, row, err, rs.Violations())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	for {
 		row, err := store.Job(ctx, j.ID)
 		if err == nil && row.Status == job.StatusSucceeded {

@@ -58,15 +58,18 @@ func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, er
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("cancel: bind bucket %s: %w", Bucket, err)
 	}
-	kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "Switchyard cancellations: job.<id> and batch.<id> tombstones workers check before each call",
 		History:     1,
 		TTL:         TTL,
 		Storage:     jetstream.FileStorage,
 	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, Bucket) // created by another client meanwhile
+	}
 	if err != nil {
-		return nil, fmt.Errorf("cancel: open bucket %s: %w", Bucket, err)
+		return nil, fmt.Errorf("cancel: create bucket %s: %w", Bucket, err)
 	}
 	return kv, nil
 }

@@ -130,8 +130,9 @@ func TestRateLimitBound(t *testing.T) {
 	upper := burst + int64(rate*elapsed.Seconds())
 	// A request that arrives when a token is free takes it, and the flood
 	// leaves tokens free for a few ms at most; the first and last requests
-	// may land a round trip inside the measured span.
-	lower := burst + int64(rate*(elapsed-200*time.Millisecond).Seconds())
+	// may land a round trip inside the measured span; on a loaded machine
+	// the four clients leave gaps of their own, so the floor is loose.
+	lower := burst + int64(rate*(elapsed-500*time.Millisecond).Seconds())
 	if got := ok.Load(); got > upper || got < lower {
 		t.Errorf("admitted %d in %s, want within [%d, %d]", got, elapsed, lower, upper)
 	}
