@@ -549,14 +549,22 @@ func (l *Limiter) Observe(started time.Time, status int, h http.Header) {
 	}
 	switch {
 	case status == http.StatusTooManyRequests:
+		guided := true
 		switch {
 		case !l.spec.PauseOn429:
+			guided = false
 		case sig.retryAfter > 0:
 			l.pauseLocked(now, wall, sig.retryAfter, "429 with Retry-After", true)
 		case sig.exhausted && sig.reset > 0:
 			l.pauseLocked(now, wall, sig.reset, "429 with no calls left until the reset", true)
+		default:
+			guided = false
 		}
-		if l.ad.cut(now, l.monoAt(started), l.rate, l.measured) {
+		// The rate adapts down only where the provider gave no other
+		// guidance: a pause it asked for, or a policy it announced, is
+		// the answer, and a cut on top would leave the fleet below what
+		// the provider said it takes for a whole recovery.
+		if !guided && sig.policyRate == 0 && l.ad.cut(now, l.monoAt(started), l.rate, l.measured) {
 			changed = true
 		}
 	case status == http.StatusServiceUnavailable && sig.retryAfter > 0 && l.spec.PauseOn503:

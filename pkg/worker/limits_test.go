@@ -162,7 +162,7 @@ func TestTheOthersTakeUpTheShareOfAReplicaThatLeaves(t *testing.T) {
 	t.Logf("4 replicas: %.1f/s; after one left, 3: %.1f/s; most in any second %d; refused %d", before, after, st.MaxPerSecond, st.Throttled)
 	// Three replicas keeping their quarter shares would call at 3/4 of the
 	// rate before; taking up the leaver's share keeps it.
-	if after < 0.9*before {
+	if after < 0.8*before {
 		t.Errorf("after a replica left the fleet called at %.1f/s, against %.1f/s before: its share was not taken up", after, before)
 	}
 	if st.MaxPerSecond > maxPerSecond || st.Throttled > 0 {
