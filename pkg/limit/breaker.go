@@ -252,6 +252,10 @@ func (l *Limiter) remoteBreaker(rec Breaker, rev uint64) {
 		return
 	}
 	l.brk.rev = rev
+	// A write not yet made was decided on the state before this one: a
+	// claim to probe, or an open, may be stale. The next tick or failure
+	// makes it again if it still holds.
+	l.brk.pending = nil
 	l.applyBreakerLocked(rec)
 }
 
