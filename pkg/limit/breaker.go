@@ -299,6 +299,17 @@ func (l *Limiter) breakerGateLocked(now int64, admit bool, n *int) (bool, int64)
 	return false, 0
 }
 
+// unadmitProbes hands back probe admissions a fetch found nothing for (an
+// idle lane), so the provider's other lane can probe at once.
+func (l *Limiter) unadmitProbes(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.brk; b.prober && b.state.Load() == stHalfOpen && b.probeAdmits < b.spec.Probes {
+		b.probeAdmits = min(b.spec.Probes, b.probeAdmits+n)
+		l.broadcastLocked()
+	}
+}
+
 // claimProbeLocked asks the fleet to make this replica the prober; alone,
 // it becomes the prober at once.
 func (l *Limiter) claimProbeLocked() {

@@ -240,6 +240,9 @@ func (l *Limiter) admitLocked(now int64, li, want int) (Admission, int64) {
 
 // Unadmit hands back n calls of a that will not be made.
 func (l *Limiter) Unadmit(lane job.Lane, a Admission, n int) {
+	if n > 0 && l.brk != nil && l.brk.state.Load() == stHalfOpen {
+		l.unadmitProbes(n)
+	}
 	if n <= 0 || (l.q == nil && (lane != job.LaneBulk || l.simple.Load())) {
 		return
 	}
