@@ -252,6 +252,10 @@ func (l *Limiter) remoteBreaker(rec Breaker, rev uint64) {
 		return
 	}
 	l.brk.rev = rev
+	// A write not yet made was decided on the state before this one: a
+	// claim to probe, or an open, may be stale. The next tick or failure
+	// makes it again if it still holds.
+	l.brk.pending = nil
 	l.applyBreakerLocked(rec)
 }
 
@@ -293,6 +297,17 @@ func (l *Limiter) breakerGateLocked(now int64, admit bool, n *int) (bool, int64)
 	*n = min(*n, *left)
 	*left -= *n
 	return false, 0
+}
+
+// unadmitProbes hands back probe admissions a fetch found nothing for (an
+// idle lane), so the provider's other lane can probe at once.
+func (l *Limiter) unadmitProbes(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.brk; b.prober && b.state.Load() == stHalfOpen && b.probeAdmits < b.spec.Probes {
+		b.probeAdmits = min(b.spec.Probes, b.probeAdmits+n)
+		l.broadcastLocked()
+	}
 }
 
 // claimProbeLocked asks the fleet to make this replica the prober; alone,

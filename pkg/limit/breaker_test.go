@@ -16,11 +16,13 @@ func breakerSpec() *limit.BreakerSpec {
 		OpenFor: 150 * time.Millisecond, MaxOpenFor: time.Second, Probes: 1, ProbeWait: time.Second}
 }
 
-// admits reports whether Admit grants a call within d.
-func admits(l *limit.Limiter, d time.Duration) int {
+// admits reports how many of 5 live calls Admit grants within d.
+func admits(l *limit.Limiter, d time.Duration) int { return admitsOn(l, job.LaneLive, d) }
+
+func admitsOn(l *limit.Limiter, lane job.Lane, d time.Duration) int {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	a, err := l.Admit(ctx, job.LaneLive, 5)
+	a, err := l.Admit(ctx, lane, 5)
 	if err != nil {
 		return 0
 	}
@@ -232,8 +234,9 @@ func TestBreakerIsSharedAndOneReplicaProbes(t *testing.T) {
 	}
 }
 
-// A prober whose probe admissions found nothing to call claims fresh ones
-// once its deadline passes, rather than holding the breaker half-open.
+// A prober whose probe admissions found nothing to call hands them back
+// for its other lane, and claims fresh ones once its deadline passes
+// rather than holding the breaker half-open.
 func TestAProberWithNothingToCallProbesAgain(t *testing.T) {
 	t.Parallel()
 	spec := breakerSpec()
@@ -242,10 +245,17 @@ func TestAProberWithNothingToCallProbesAgain(t *testing.T) {
 	for range 3 {
 		l.Record(time.Now(), limit.Failure)
 	}
-	if n := admits(l, time.Second); n != 1 {
-		t.Fatalf("half-open admitted %d, want 1", n)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	a, err := l.Admit(ctx, job.LaneLive, 5)
+	if err != nil || a.N != 1 {
+		t.Fatalf("half-open admitted %d (%v), want 1", a.N, err)
 	}
-	// The fetch found nothing: no call, no outcome.
+	l.Unadmit(job.LaneLive, a, 1) // the live lane's fetch found nothing
+	if n := admitsOn(l, job.LaneBulk, 50*time.Millisecond); n != 1 {
+		t.Fatalf("the handed-back probe: bulk admitted %d, want 1", n)
+	}
+	// The bulk fetch found nothing either, and kept its admission.
 	if n := admits(l, 50*time.Millisecond); n != 0 {
 		t.Fatalf("admitted %d more before the deadline", n)
 	}

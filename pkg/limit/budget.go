@@ -75,7 +75,8 @@ func (l *Limiter) TakeRetry() bool {
 // than its budget allows soon stops fetching new jobs. It returns ctx's
 // error or ErrStopped if those end first.
 func (l *Limiter) AwaitRetry(ctx context.Context, stop <-chan struct{}, delay time.Duration, ka KeepAliver) error {
-	if err := l.sleep(ctx, stop, l.mono()+int64(delay), nil, ka); err != nil {
+	a := &alive{ka: ka, last: l.mono()}
+	if err := l.sleep(ctx, stop, l.mono()+int64(delay), nil, a); err != nil {
 		return err
 	}
 	if l.bud == nil {
@@ -84,7 +85,7 @@ func (l *Limiter) AwaitRetry(ctx context.Context, stop <-chan struct{}, delay ti
 	for !l.bud.take(l.mono()) {
 		// Room comes with successes or as old retries leave the window:
 		// look again each bucket.
-		if err := l.sleep(ctx, stop, l.mono()+l.bud.win.width, nil, ka); err != nil {
+		if err := l.sleep(ctx, stop, l.mono()+l.bud.win.width, nil, a); err != nil {
 			return err
 		}
 	}

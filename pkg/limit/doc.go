@@ -180,8 +180,8 @@
 // When the open period ends, every replica tries to become the prober
 // with a compare-and-set on the key's revision; one wins, and the others
 // see it as half_open with the winner's name. The prober lets Probes calls
-// through (jobs it holds, or fetches for the purpose); the others keep
-// holding. The first probe to finish decides: a success closes the
+// through (jobs it holds, or fetches for the purpose; a fetch that finds
+// nothing hands its probes back); the others keep holding. The first probe to finish decides: a success closes the
 // breaker for the fleet, a failure opens it again for twice as long
 // (OpenFor·2^(opens-1), at most MaxOpenFor). If the prober says nothing
 // within its call timeout plus OpenFor (it died), another takes over the

@@ -267,6 +267,9 @@ func (l *Limiter) admitLocked(now int64, li, want int) (Admission, int64) {
 
 // Unadmit hands back n calls of a that will not be made.
 func (l *Limiter) Unadmit(lane job.Lane, a Admission, n int) {
+	if n > 0 && l.brk != nil && l.brk.state.Load() == stHalfOpen {
+		l.unadmitProbes(n)
+	}
 	if n <= 0 || (l.q == nil && (lane != job.LaneBulk || l.simple.Load())) {
 		return
 	}
@@ -305,10 +308,11 @@ func (l *Limiter) Wait(ctx context.Context, stop <-chan struct{}, lane job.Lane,
 	}
 	from := l.mono()
 	var err error
+	a := &alive{ka: ka, last: l.mono()}
 	if lane == job.LaneBulk {
-		err = l.waitBulk(ctx, stop, ka)
+		err = l.waitBulk(ctx, stop, a)
 	} else {
-		err = l.waitLive(ctx, stop, ka)
+		err = l.waitLive(ctx, stop, a)
 	}
 	if err == nil {
 		l.started.Add(1)
@@ -336,7 +340,7 @@ func (l *Limiter) Waits(lane job.Lane) (n int64, total time.Duration) {
 	return l.waits[li].Load(), time.Duration(l.waited[li].Load())
 }
 
-func (l *Limiter) waitLive(ctx context.Context, stop <-chan struct{}, ka KeepAliver) error {
+func (l *Limiter) waitLive(ctx context.Context, stop <-chan struct{}, ka *alive) error {
 	probed := false
 	for {
 		l.mu.Lock()
@@ -386,7 +390,7 @@ func (l *Limiter) waitLive(ctx context.Context, stop <-chan struct{}, ka KeepAli
 // is at the head.
 type bulkWaiter struct{ ready chan struct{} }
 
-func (l *Limiter) waitBulk(ctx context.Context, stop <-chan struct{}, ka KeepAliver) error {
+func (l *Limiter) waitBulk(ctx context.Context, stop <-chan struct{}, ka *alive) error {
 	l.mu.Lock()
 	if now := l.mono(); len(l.bulkQ) == 0 && l.paused.Load() == 0 && l.breakerClosed() && l.b.due(now, bulk) <= now {
 		// No queue and a token free: take it.
@@ -461,13 +465,29 @@ func (l *Limiter) leaveBulk(w *bulkWaiter) {
 	l.mu.Unlock()
 }
 
+// alive keeps a waiting job's message alive: it tells ka at most every
+// keepAlive, counted from the wait's start however often the wait is woken
+// (a wake that came sooner each time would otherwise starve it).
+type alive struct {
+	ka   KeepAliver
+	last int64 // monotonic: the wait's start or the last InProgress
+}
+
 // sleep waits until the monotonic time until, or until wake closes,
-// telling ka every keepAliveEvery.
-func (l *Limiter) sleep(ctx context.Context, stop <-chan struct{}, until int64, wake <-chan struct{}, ka KeepAliver) error {
+// telling a's job every keepAliveEvery.
+func (l *Limiter) sleep(ctx context.Context, stop <-chan struct{}, until int64, wake <-chan struct{}, a *alive) error {
 	for {
-		d := until - l.mono()
+		now := l.mono()
+		d := until - now
 		if d <= 0 {
 			return nil
+		}
+		if a != nil && a.ka != nil {
+			if now-a.last >= int64(l.keepAlive) {
+				_ = a.ka.InProgress()
+				a.last = now
+			}
+			d = min(d, a.last+int64(l.keepAlive)-now)
 		}
 		select {
 		case <-wake:
@@ -486,9 +506,6 @@ func (l *Limiter) sleep(ctx context.Context, stop <-chan struct{}, until int64, 
 		case <-stop:
 			t.Stop()
 			return ErrStopped
-		}
-		if ka != nil && until-l.mono() > 0 {
-			_ = ka.InProgress()
 		}
 	}
 }

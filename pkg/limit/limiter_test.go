@@ -200,6 +200,39 @@ func TestWaitKeepsJobsAliveAndStops(t *testing.T) {
 	}
 }
 
+// Jobs held by an open breaker stay alive however often the limiter wakes
+// its waiters (every breaker transition and membership change does): a
+// wake must not restart the keep-alive clock.
+func TestHeldJobsStayAliveThroughFrequentWakes(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter("acme", Spec{Breaker: &BreakerSpec{FailureRate: 0.5, MinCalls: 10, Window: time.Second, Consecutive: 1,
+		OpenFor: time.Minute, MaxOpenFor: time.Minute, Probes: 1, ProbeWait: time.Minute}})
+	l.keepAlive = 20 * time.Millisecond
+	l.Record(time.Now(), Failure)
+	stop := make(chan struct{})
+	ka := &keepAlives{}
+	done := make(chan error, 2)
+	for _, lane := range job.Lanes {
+		go func() { done <- l.Wait(context.Background(), stop, lane, ka) }()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ka.n.Load() < 8 && time.Now().Before(deadline) {
+		l.mu.Lock()
+		l.broadcastLocked()
+		l.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	for range 2 {
+		if err := <-done; !errors.Is(err, ErrStopped) {
+			t.Fatalf("Wait = %v, want ErrStopped", err)
+		}
+	}
+	if n := ka.n.Load(); n < 8 {
+		t.Fatalf("%d keep-alives in 5s of waits woken every 5ms, want one per 20ms", n)
+	}
+}
+
 func TestSilent429sAdaptTheRateAndSuccessesRestoreIt(t *testing.T) {
 	t.Parallel()
 	l := NewLimiter("acme", Spec{Rate: 100, Burst: 10, Recovery: 200 * time.Millisecond, PauseOn429: true})

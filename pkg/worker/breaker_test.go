@@ -36,13 +36,13 @@ func TestAProviderOutageOpensTheBreakerEverywhereAndLosesNothing(t *testing.T) {
 		acmeJobs             = 600
 		replicas             = 2
 	)
-	// SWITCHYARD_TEST_OUTAGE=60s runs the outage of the issue, with
+	// TEST_OUTAGE=60s runs the outage of the issue, with
 	// globex's backlog lasting through it; CI runs 3 s.
 	outageFor := 3 * time.Second
-	if v := os.Getenv("SWITCHYARD_TEST_OUTAGE"); v != "" {
+	if v := os.Getenv("TEST_OUTAGE"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			t.Fatalf("SWITCHYARD_TEST_OUTAGE: %v", err)
+			t.Fatalf("TEST_OUTAGE: %v", err)
 		}
 		outageFor = d
 	}
@@ -65,18 +65,21 @@ func TestAProviderOutageOpensTheBreakerEverywhereAndLosesNothing(t *testing.T) {
 		}),
 	})
 
-	// Under way: a fifth of acme's backlog done.
+	// Under way: a quarter of acme's backlog done; globex's pace over the
+	// second before is what the outage must leave alone (on a loaded
+	// machine both run below their limits).
 	waitFor(t, 10*time.Second, func() (bool, string) {
 		k := b.api.Stats().Keys
-		return k >= acmeJobs/5, fmt.Sprintf("acme has served %d jobs", k)
+		return k >= acmeJobs/10, fmt.Sprintf("acme has served %d jobs", k)
 	})
-	// globex's own pace before the outage, the yardstick for during it:
-	// on a loaded machine it may run below its limit either way.
-	preFrom, preCalls := time.Now(), globexAPI.Stats().Requests
-	time.Sleep(time.Second)
+	preFrom, globexPre := time.Now(), globexAPI.Stats().Requests
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		k := b.api.Stats().Keys
+		return k >= acmeJobs/4, fmt.Sprintf("acme has served %d jobs", k)
+	})
 	globexBefore := globexAPI.Stats().Requests
+	globexPace := float64(globexBefore-globexPre) / time.Since(preFrom).Seconds()
 	down := time.Now()
-	globexPre := float64(globexBefore-preCalls) / down.Sub(preFrom).Seconds()
 	b.api.Outage(503)
 
 	// Time until each replica sees the breaker open.
@@ -124,7 +127,7 @@ func TestAProviderOutageOpensTheBreakerEverywhereAndLosesNothing(t *testing.T) {
 	// for the edges.
 	bound := int64(0.2*acmeJobs) + int64(replicas*2*(runFor.Seconds()+2))
 	t.Logf("breaker open on the replicas %v after the outage began; %d opens seen in all", opened, opens)
-	t.Logf("during the %s outage: %d calls to acme answered 503; globex %.1f calls/s (%.1f/s before it, limit %d)", outageFor, outage.Outage, globexDuring, globexPre, globexRate)
+	t.Logf("during the %s outage: %d calls to acme answered 503; globex %.1f calls/s (%.1f/s before, limit %d)", outageFor, outage.Outage, globexDuring, globexPace, globexRate)
 	t.Logf("retries: %d calls at the mock; %d allowed by the budgets (bound %d), %d failures over budget and %d under the open breaker held without spending an attempt", retries, allowed, bound, deferred, held)
 	t.Logf("backlog drained %s after recovery", drained)
 
@@ -147,8 +150,8 @@ func TestAProviderOutageOpensTheBreakerEverywhereAndLosesNothing(t *testing.T) {
 	if allowed > bound {
 		t.Errorf("the budgets allowed %d retries, above the bound %d", allowed, bound)
 	}
-	if globexDuring < 0.85*min(globexPre, globexRate) {
-		t.Errorf("globex ran at %.1f/s during acme's outage, against %.1f/s before it (limit %d)", globexDuring, globexPre, globexRate)
+	if want := 0.85 * min(globexPace, globexRate); globexDuring < want {
+		t.Errorf("globex ran at %.1f/s during acme's outage, %.1f/s before it: want at least %.1f/s", globexDuring, globexPace, want)
 	}
 }
 

@@ -147,7 +147,7 @@ func (w *Worker) ID() string { return w.cfg.ID }
 // Limits reports where each provider's limits stand in this replica, in
 // provider name order: the rate in force here and for the fleet, the
 // replicas serving the provider, a pause and when it ends, the daily
-// quota. The same figures from every replica are in the LIMITS bucket
+// quota, the circuit breaker and the retry budget. The same figures from every replica are in the LIMITS bucket
 // (see limit.ReadStatus).
 func (w *Worker) Limits() []limit.Snapshot { return w.fleet.Snapshots() }
 
