@@ -39,7 +39,12 @@ func New(name string, cfg Config) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}
-	base, _ := url.Parse(cfg.BaseURL) // validated above
+	return build(name, cfg)
+}
+
+// build makes the provider from a validated config.
+func build(name string, cfg Config) (*Provider, error) {
+	base, _ := url.Parse(cfg.BaseURL) // validated
 	p := &Provider{name: name, cfg: cfg, base: base}
 	if cfg.Auth.Header != "" {
 		secret, err := cfg.Auth.secret()
@@ -48,9 +53,13 @@ func New(name string, cfg Config) (*Provider, error) {
 		}
 		p.auth = secret
 	}
+	dialer := &net.Dialer{Timeout: min(cfg.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}
+	if !cfg.AllowPrivateNetwork {
+		dialer.Control = dialControl
+	}
 	transport := &http.Transport{
 		Proxy:       http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{Timeout: min(cfg.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext,
+		DialContext: dialer.DialContext,
 		// One idle connection per possible call in flight: a burst finds its
 		// connections already open.
 		MaxIdleConns:           cfg.Concurrency,
@@ -65,7 +74,7 @@ func New(name string, cfg Config) (*Provider, error) {
 	p.client = &http.Client{
 		Transport: transport,
 		// A redirect could lead anywhere; the job's host is the provider's.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		CheckRedirect: checkRedirect(cfg.FollowRedirects, base),
 	}
 	return p, nil
 }
@@ -170,6 +179,10 @@ func (p *Provider) transportError(ctx context.Context, err error) error {
 		return &Error{Class: job.ClassTimeout, Retryable: true, Err: fmt.Errorf("no answer within %s: %w", p.cfg.Timeout, err)}
 	case ctx.Err() != nil:
 		return ctx.Err() // the caller gave up; the attempt has no outcome
+	case errors.Is(err, ErrPrivateNetwork):
+		// The config or the DNS points at the worker's own network: no
+		// retry will change that, and retrying would keep probing it.
+		return &Error{Class: job.ClassNetwork, Err: err}
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return &Error{Class: job.ClassTimeout, Retryable: true, Err: err}
 	default:
@@ -191,7 +204,7 @@ func classify(resp *http.Response) error {
 	case code >= 400:
 		return &Error{Class: job.ClassHTTP4xx, HTTPStatus: code, Err: errors.New(statusText(code))}
 	default:
-		return &Error{Class: job.ClassHTTP4xx, HTTPStatus: code, Err: fmt.Errorf("unexpected status %d (redirects are not followed)", code)}
+		return &Error{Class: job.ClassHTTP4xx, HTTPStatus: code, Err: fmt.Errorf("unexpected status %d (redirects are followed only with follow_redirects: same_host, and only on the base_url host)", code)}
 	}
 }
 

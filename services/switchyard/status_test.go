@@ -63,7 +63,7 @@ func (b *statusBundle) startWorker(t *testing.T) {
 	hs := httptest.NewServer(mockapi.New(mockapi.Config{LatencyMin: 20 * time.Millisecond}))
 	t.Cleanup(hs.Close)
 	ps, err := provider.NewAll(map[string]provider.Config{"acme": {
-		BaseURL: hs.URL, Concurrency: 4, Timeout: 5 * time.Second, MaxAttempts: 3,
+		BaseURL: hs.URL, AllowPrivateNetwork: true, Concurrency: 4, Timeout: 5 * time.Second, MaxAttempts: 3,
 		RateLimit: provider.RateLimit{Rate: 5, Per: time.Second, Burst: 1},
 	}})
 	if err != nil {
