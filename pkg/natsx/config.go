@@ -43,7 +43,7 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first bad field.
 func (c Config) Validate() error {
 	if u, err := url.Parse(c.URL); err != nil || u.Host == "" {
-		return fmt.Errorf("url: %q is not a NATS URL", c.URL)
+		return fmt.Errorf("url: %q is not a NATS URL", RedactURL(c.URL))
 	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		return fmt.Errorf("replicas: %d must be 1, 3 or 5", c.Replicas)

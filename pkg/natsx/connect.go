@@ -46,7 +46,7 @@ func Connect(cfg Config, logger *slog.Logger) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", RedactURL(cfg.URL), err)
 	}
 	return nc, nil
 }

@@ -25,7 +25,8 @@ type Provider struct {
 	name   string
 	cfg    Config
 	base   *url.URL
-	auth   string
+	auth   string // the auth header's value: prefix and secret
+	secret string // the secret alone, scrubbed from what the provider answers
 	client *http.Client
 }
 
@@ -52,6 +53,7 @@ func build(name string, cfg Config) (*Provider, error) {
 			return nil, fmt.Errorf("provider %s: %w", name, err)
 		}
 		p.auth = secret
+		p.secret = strings.TrimPrefix(secret, cfg.Auth.Prefix)
 	}
 	dialer := &net.Dialer{Timeout: min(cfg.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}
 	if !cfg.AllowPrivateNetwork {
@@ -113,6 +115,11 @@ func (p *Provider) Call(ctx context.Context, j *job.Job) (*Reply, error) {
 	if err != nil {
 		return nil, p.transportError(ctx, fmt.Errorf("read response body: %w", err))
 	}
+	body, truncated = scrubSecret(body, truncated, p.secret)
+	if p.cfg.Auth.Header != "" {
+		resp.Header.Del(p.cfg.Auth.Header)
+	}
+	scrubHeader(resp.Header, p.secret)
 	reply := &Reply{HTTPStatus: resp.StatusCode, Response: newResponse(resp.Header, body, truncated)}
 	return reply, classify(resp)
 }
