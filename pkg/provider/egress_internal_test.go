@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -132,5 +133,34 @@ func TestRedirects(t *testing.T) {
 	}
 	if n := loops.Load(); n != MaxRedirects+1 {
 		t.Errorf("a redirect loop made %d calls, want %d", n, MaxRedirects+1)
+	}
+}
+
+// TestAnswerSizeIsCapped: headers beyond 64 KiB end the call; a body is
+// kept up to response_body_limit and the rest is not stored.
+func TestAnswerSizeIsCapped(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/headers" {
+			for i := range 100 {
+				w.Header().Set(fmt.Sprintf("X-Big-%d", i), strings.Repeat("h", 1<<10))
+			}
+		}
+		_, _ = w.Write([]byte(strings.Repeat("b", 1<<20)))
+	}))
+	t.Cleanup(srv.Close)
+	p := unchecked(t, Config{BaseURL: srv.URL, AllowPrivateNetwork: true, ResponseBodyLimit: 1000})
+	call := func(path string) (*Reply, error) {
+		return p.Call(context.Background(), &job.Job{V: 1, ID: "j1", Provider: "acme", Task: "t", Request: job.Request{Path: path}})
+	}
+	if reply, err := call("/headers"); reply != nil || err == nil || !strings.Contains(err.Error(), "exceeded") {
+		t.Errorf("100 KiB of headers: reply %v, err %v; want no reply and an error", reply, err)
+	}
+	reply, err := call("/body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(reply.Response.BodyText); got != 1000 || !reply.Response.Truncated {
+		t.Errorf("1 MiB body kept as %d bytes, truncated %v; want 1000, true", got, reply.Response.Truncated)
 	}
 }
