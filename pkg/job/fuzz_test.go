@@ -141,7 +141,7 @@ func BenchmarkCheckKeys(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if err := checkKeys(data); err != nil {
+		if err := CheckKeys(data); err != nil {
 			b.Fatal(err)
 		}
 	}

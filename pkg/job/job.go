@@ -108,7 +108,7 @@ func Decode(data []byte) (*Job, error) {
 	if j.V != Version {
 		return nil, &FieldError{Field: "v", Reason: fmt.Sprintf("unsupported envelope version %d (want %d)", j.V, Version)}
 	}
-	if err := checkKeys(data); err != nil {
+	if err := CheckKeys(data); err != nil {
 		return nil, err
 	}
 	return &j, nil

@@ -13,14 +13,15 @@ var (
 	requestKeys  = []string{"method", "path", "query", "headers", "body", "body_base64"}
 )
 
-// checkKeys refuses an envelope whose own keys or request keys repeat or
+// CheckKeys refuses an envelope whose own keys or request keys repeat or
 // differ in case from the schema's. JSON decoders match names without
 // regard to case (and fold "ſ" to "s", "K" to "k") and keep the last of a
 // repeated key, and not all decoders agree on this: {"path":"/x",
 // "Path":"//evil"} could read one way to a gateway or a dashboard and
 // another to the worker. One reading, the schema's, is the only safe one.
 // data has already been decoded, so it is valid JSON; this only walks it.
-func checkKeys(data []byte) error {
+// Its error is a *FieldError for "envelope".
+func CheckKeys(data []byte) error {
 	s := scanner{data: data}
 	return s.object("", envelopeKeys)
 }
