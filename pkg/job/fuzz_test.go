@@ -47,6 +47,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(seed.subject, []byte(seed.data))
 	}
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
+		_ = CheckKeys(data) // exported: it must not panic on any input
 		j, addr, err := Parse(subject, data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {

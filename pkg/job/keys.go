@@ -19,8 +19,9 @@ var (
 // repeated key, and not all decoders agree on this: {"path":"/x",
 // "Path":"//evil"} could read one way to a gateway or a dashboard and
 // another to the worker. One reading, the schema's, is the only safe one.
-// data has already been decoded, so it is valid JSON; this only walks it.
-// Its error is a *FieldError for "envelope".
+// Call it on data that decoded as a job: it walks JSON without checking
+// it (on anything else it returns an error or nil, and never panics). Its
+// error is a *FieldError for "envelope".
 func CheckKeys(data []byte) error {
 	s := scanner{data: data}
 	return s.object("", envelopeKeys)
