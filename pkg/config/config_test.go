@@ -109,7 +109,7 @@ func TestLoad(t *testing.T) {
 		},
 		{
 			name:     "service defaults merge with file providers",
-			defaults: map[string]any{"providers.echo.base_url": "http://127.0.0.1:8080"},
+			defaults: map[string]any{"providers.echo.base_url": "http://127.0.0.1:8080", "providers.echo.allow_private_network": true},
 			file:     acme,
 			check: func(t *testing.T, c *config.Config) {
 				if len(c.Providers) != 2 || c.Providers["echo"].BaseURL != "http://127.0.0.1:8080" {
@@ -237,6 +237,21 @@ func TestLoad(t *testing.T) {
 			name:    "empty provider block",
 			file:    "providers:\n  acme:\n",
 			wantErr: "config: providers.acme: base_url: is required",
+		},
+		{
+			name:    "provider on loopback without opt-in",
+			file:    "providers:\n  acme:\n    base_url: http://127.0.0.1:8080\n",
+			wantErr: `config: providers.acme: base_url: "http://127.0.0.1:8080" is on a private, loopback, link-local or unspecified address; set allow_private_network: true to call it`,
+		},
+		{
+			name:    "provider on the metadata address without opt-in",
+			file:    "providers:\n  acme:\n    base_url: http://169.254.169.254/latest\n",
+			wantErr: `config: providers.acme: base_url: "http://169.254.169.254/latest" is on a private`,
+		},
+		{
+			name:    "unknown redirect policy",
+			file:    "providers:\n  acme:\n    base_url: https://api.acme.example\n    follow_redirects: always\n",
+			wantErr: `config: providers.acme: follow_redirects: "always" must be "off" or "same_host"`,
 		},
 		{
 			name:    "invalid provider name",

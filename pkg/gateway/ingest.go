@@ -359,6 +359,12 @@ func decode(data []byte) (*job.Job, *job.FieldError) {
 	if len(bytes.TrimSpace(data[dec.InputOffset():])) > 0 {
 		return nil, &job.FieldError{Field: "envelope", Reason: "trailing data after the JSON object"}
 	}
+	if err := job.CheckKeys(data); err != nil {
+		if fe, ok := errors.AsType[*job.FieldError](err); ok {
+			return nil, fe
+		}
+		return nil, &job.FieldError{Field: "envelope", Reason: err.Error()}
+	}
 	if j.V == 0 {
 		j.V = job.Version
 	}

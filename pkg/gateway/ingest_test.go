@@ -208,6 +208,18 @@ func TestPostInvalid(t *testing.T) {
 			want: []gateway.InvalidParam{{Name: "body", Reason: "is empty (want a job envelope or an array of them)"}},
 		},
 		{
+			name: "duplicate key",
+			path: "/v1/jobs",
+			body: envelope(`"task": "refund"`),
+			want: []gateway.InvalidParam{{Name: "envelope", Reason: `key "task" appears more than once`}},
+		},
+		{
+			name: "key in another case",
+			path: "/v1/jobs",
+			body: envelope(`"Batch": "b1"`),
+			want: []gateway.InvalidParam{{Name: "envelope", Reason: `key "Batch" is not a field of the v1 envelope (names are case-sensitive)`}},
+		},
+		{
 			name: "trailing data",
 			path: "/v1/jobs",
 			body: envelope() + envelope(),

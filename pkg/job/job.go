@@ -108,6 +108,9 @@ func Decode(data []byte) (*Job, error) {
 	if j.V != Version {
 		return nil, &FieldError{Field: "v", Reason: fmt.Sprintf("unsupported envelope version %d (want %d)", j.V, Version)}
 	}
+	if err := CheckKeys(data); err != nil {
+		return nil, err
+	}
 	return &j, nil
 }
 
@@ -246,7 +249,15 @@ func (r *Request) validate(p *problems) {
 	if len(r.Headers) > MaxHeaders {
 		p.add("request.headers", fmt.Sprintf("%d headers, at most %d allowed", len(r.Headers), MaxHeaders))
 	}
+	canonical := make(map[string]string, len(r.Headers))
 	for k, v := range r.Headers {
+		// "x-a" and "X-A" are one header: which value went out would
+		// depend on map order.
+		if other, ok := canonical[http.CanonicalHeaderKey(k)]; ok {
+			first, second := min(k, other), max(k, other)
+			p.add("request.headers."+second, fmt.Sprintf("names the same header as %q", first))
+		}
+		canonical[http.CanonicalHeaderKey(k)] = k
 		switch {
 		case !validHeaderName(k):
 			p.add("request.headers."+k, "not a valid header name")

@@ -183,6 +183,7 @@ func TestJobValidate(t *testing.T) {
 		{"reserved TE", func(j *Job) { j.Request.Headers["TE"] = "trailers" }, true, "request.headers.TE"},
 		{"header name with space", func(j *Job) { j.Request.Headers["X Bad"] = "1" }, true, "request.headers.X Bad"},
 		{"header name with colon", func(j *Job) { j.Request.Headers["X-A:"] = "1" }, true, "request.headers.X-A:"},
+		{"one header in two cases", func(j *Job) { j.Request.Headers["x-tenant"] = "43" }, true, "request.headers.x-tenant"},
 		{"empty header name", func(j *Job) { j.Request.Headers[""] = "1" }, true, "request.headers."},
 		{"too many headers", func(j *Job) {
 			for i := range MaxHeaders {
@@ -325,6 +326,18 @@ func TestDecode(t *testing.T) {
 		{"body_base64 not base64", withRequest(`{"path":"/x","body_base64":"%%%"}`), nil, true, "envelope"},
 		{"max_attempts fraction", strings.Replace(good, `"v":1`, `"v":1,"max_attempts":1.5`, 1), nil, true, "envelope"},
 		{"not_before not RFC 3339", strings.Replace(good, `"v":1`, `"v":1,"not_before":"2026-11-21"`, 1), nil, true, "envelope"},
+
+		// One reading of the envelope: exact names, each once.
+		{"duplicate id", strings.Replace(good, `"id":"j1"`, `"id":"j1","id":"j2"`, 1), nil, true, "envelope"},
+		{"duplicate request", good[:len(good)-1] + `,"request":{"path":"/y"}}`, nil, true, "envelope"},
+		{"duplicate path", withRequest(`{"path":"/x","path":"/y"}`), nil, true, "envelope"},
+		{"upper-case key", strings.Replace(good, `"id"`, `"ID"`, 1), nil, true, "envelope"},
+		{"case-folded duplicate path", withRequest(`{"path":"/x","Path":"//evil.com"}`), nil, true, "envelope"},
+		{"long s folds to s", strings.Replace(good, `"task"`, `"ta\u017fk"`, 1), nil, true, "envelope"},
+		{"escaped key is still the key", strings.Replace(good, `"task"`, `"t\u0061sk"`, 1), nil, false, ""},
+		{"escaped duplicate", strings.Replace(good, `"task":"t"`, `"task":"t","t\u0061sk":"u"`, 1), nil, true, "envelope"},
+		{"duplicate keys inside meta are meta's business", strings.Replace(good, `"v":1`, `"v":1,"meta":{"a":1,"a":2,"b":{"}":"{"}}`, 1), nil, false, ""},
+		{"duplicate keys inside body", withRequest(`{"path":"/x","body":{"a":[1,{"a":"]"}],"a":2}}`), nil, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

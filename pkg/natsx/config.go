@@ -71,7 +71,7 @@ func (c Config) WithDefaults() Config {
 func (c Config) Validate() error {
 	for _, one := range strings.Split(c.URL, ",") {
 		if u, err := url.Parse(strings.TrimSpace(one)); err != nil || u.Host == "" {
-			return fmt.Errorf("url: %q is not a NATS URL", c.URL)
+			return fmt.Errorf("url: %q is not a NATS URL", RedactURL(c.URL))
 		}
 	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {

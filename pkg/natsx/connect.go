@@ -45,7 +45,7 @@ func Connect(cfg Config, logger *slog.Logger) (*nats.Conn, error) {
 	opts = append(opts, auth...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", RedactURL(cfg.URL), err)
 	}
 	return nc, nil
 }

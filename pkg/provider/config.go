@@ -153,6 +153,20 @@ type Config struct {
 	// Tasks overrides settings of single tasks, by task name: the retry
 	// policy and the delivery.
 	Tasks map[string]Task `koanf:"tasks"`
+	// FollowRedirects is "off" (the default: a 3xx answer fails the call)
+	// or "same_host" (follow up to MaxRedirects redirects that stay on
+	// base_url's scheme and host). A redirect elsewhere is never followed.
+	FollowRedirects string `koanf:"follow_redirects"`
+	// AllowPrivateNetwork lets calls reach loopback, private (10/8,
+	// 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16, where cloud
+	// metadata lives), unspecified and other reserved addresses. Off by
+	// default, so that a base_url or a DNS answer cannot turn a job into a
+	// probe of the worker's own network; checked on the base_url at start
+	// and on every address dialled. Set it for a provider that really
+	// lives there (a mock, a sidecar, an internal service). With a proxy
+	// from the environment (HTTPS_PROXY), the address dialled is the
+	// proxy's, and the proxy decides where the call may go.
+	AllowPrivateNetwork bool `koanf:"allow_private_network"`
 }
 
 // AuthConfig names a header and where its secret value comes from. The
@@ -204,6 +218,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ResponseBodyLimit == 0 {
 		c.ResponseBodyLimit = 64 << 10
+	}
+	if c.FollowRedirects == "" {
+		c.FollowRedirects = RedirectsOff
 	}
 	return c
 }
@@ -284,7 +301,20 @@ func (c Config) Validate() error {
 	if err := c.validateDelivery(); err != nil {
 		return err
 	}
-	return c.Auth.validate()
+	if c.FollowRedirects != RedirectsOff && c.FollowRedirects != RedirectsSameHost {
+		return fmt.Errorf("follow_redirects: %q must be %q or %q", c.FollowRedirects, RedirectsOff, RedirectsSameHost)
+	}
+	if c.IdempotencyHeader != "-" && !validHeaderName(c.IdempotencyHeader) {
+		return fmt.Errorf("idempotency_header: %q is not a valid header name (or \"-\" for none)", c.IdempotencyHeader)
+	}
+	if err := c.Auth.validate(); err != nil {
+		return err
+	}
+	// Last, so that a config with other mistakes names those first.
+	if !c.AllowPrivateNetwork {
+		return checkBaseHost(u)
+	}
+	return nil
 }
 
 func (r RateLimit) validate() error {
@@ -315,6 +345,12 @@ func (a AuthConfig) validate() error {
 			return errors.New("auth.header: is required when auth.env or auth.file is set")
 		}
 		return nil
+	}
+	if !validHeaderName(a.Header) {
+		return fmt.Errorf("auth.header: %q is not a valid header name", a.Header)
+	}
+	if strings.ContainsFunc(a.Prefix, unicode.IsControl) {
+		return errors.New("auth.prefix: holds control characters (a header value cannot)")
 	}
 	if (a.Env == "") == (a.File == "") {
 		return errors.New("auth: set exactly one of auth.env and auth.file")
@@ -348,4 +384,22 @@ func (a AuthConfig) secret() (string, error) {
 		return "", fmt.Errorf("auth.file: %s holds control characters (a header value cannot)", a.File)
 	}
 	return a.Prefix + v, nil
+}
+
+// validHeaderName reports whether s is an RFC 9110 token, so that no CR, LF
+// or separator can reach the request from the config.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -28,7 +28,7 @@ func TestWithDefaults(t *testing.T) {
 			want: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
 				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
-				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536, FollowRedirects: provider.RedirectsOff,
 				RateLimit: noRate, FleetPause: provider.PauseOn429,
 			},
 		},
@@ -38,7 +38,7 @@ func TestWithDefaults(t *testing.T) {
 			want: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 5, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 1,
 				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
-				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536, FollowRedirects: provider.RedirectsOff,
 				RateLimit: noRate, FleetPause: provider.PauseOn429,
 			},
 		},
@@ -48,7 +48,7 @@ func TestWithDefaults(t *testing.T) {
 			want: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
 				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
-				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536, FollowRedirects: provider.RedirectsOff,
 				RateLimit:  provider.RateLimit{Rate: 6000, Per: time.Minute, Burst: 2, Recovery: 15 * time.Second},
 				FleetPause: provider.PauseOn429,
 			},
@@ -59,7 +59,7 @@ func TestWithDefaults(t *testing.T) {
 			want: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 100, ConcurrencyScope: provider.ScopeReplica, LiveReserve: 10,
 				Timeout: 30 * time.Second, MaxAttempts: 5, BackoffBase: time.Second, BackoffCap: 5 * time.Minute,
-				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
+				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536, FollowRedirects: provider.RedirectsOff,
 				RateLimit:  provider.RateLimit{Rate: 2, Per: time.Second, Burst: 1, Recovery: 15 * time.Second},
 				FleetPause: provider.PauseOn429,
 			},
@@ -80,14 +80,14 @@ func TestWithDefaults(t *testing.T) {
 			in: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeFleet, LiveReserve: 3,
 				Timeout: time.Second, MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffCap: time.Second,
-				IdempotencyHeader: "-", ResponseBodyLimit: 10,
+				IdempotencyHeader: "-", ResponseBodyLimit: 10, FollowRedirects: provider.RedirectsSameHost, AllowPrivateNetwork: true,
 				RateLimit:  provider.RateLimit{Rate: 100, Per: 10 * time.Second, Burst: 20, Recovery: time.Second},
 				DailyQuota: 5000, FleetPause: provider.PauseOn429And503,
 			},
 			want: provider.Config{
 				BaseURL: "https://api.test", Concurrency: 7, ConcurrencyScope: provider.ScopeFleet, LiveReserve: 3,
 				Timeout: time.Second, MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffCap: time.Second,
-				IdempotencyHeader: "-", ResponseBodyLimit: 10,
+				IdempotencyHeader: "-", ResponseBodyLimit: 10, FollowRedirects: provider.RedirectsSameHost, AllowPrivateNetwork: true,
 				RateLimit:  provider.RateLimit{Rate: 100, Per: 10 * time.Second, Burst: 20, Recovery: time.Second},
 				DailyQuota: 5000, FleetPause: provider.PauseOn429And503,
 			},
@@ -139,7 +139,7 @@ func TestConfigValidate(t *testing.T) {
 		wantField string // named in the error
 	}{
 		{name: "minimal", cfg: provider.Config{BaseURL: "https://api.test"}},
-		{name: "http with port and path", cfg: provider.Config{BaseURL: "http://127.0.0.1:8080/api/v2/"}},
+		{name: "http with port and path", cfg: provider.Config{BaseURL: "http://127.0.0.1:8080/api/v2/", AllowPrivateNetwork: true}},
 		{name: "auth env", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "Authorization", Prefix: "Bearer ", Env: "SWITCHYARD_TEST_TOKEN"}}},
 		{name: "auth file", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "X-Api-Key", File: secretFile}}},
 
@@ -208,6 +208,35 @@ func TestConfigValidate(t *testing.T) {
 		{name: "auth.env without header", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Env: "SWITCHYARD_TEST_TOKEN"}}, wantErr: true, wantField: "auth.header"},
 		{name: "auth.file without header", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{File: secretFile}}, wantErr: true, wantField: "auth.header"},
 		{name: "auth.env unset", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "X-Key", Env: "SWITCHYARD_TEST_SURELY_UNSET_VAR"}}, wantErr: true, wantField: "auth.env"},
+		{name: "auth.header with CRLF", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "X-Key\r\nHost: evil", Env: "SWITCHYARD_TEST_TOKEN"}}, wantErr: true, wantField: "auth.header"},
+		{name: "auth.header with a colon", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "X-Key:", Env: "SWITCHYARD_TEST_TOKEN"}}, wantErr: true, wantField: "auth.header"},
+		{name: "auth.prefix with LF", cfg: provider.Config{BaseURL: "https://api.test", Auth: provider.AuthConfig{Header: "Authorization", Prefix: "Bearer\n", Env: "SWITCHYARD_TEST_TOKEN"}}, wantErr: true, wantField: "auth.prefix"},
+		{name: "idempotency_header with CR", cfg: provider.Config{BaseURL: "https://api.test", IdempotencyHeader: "Idem\rpotency"}, wantErr: true, wantField: "idempotency_header"},
+		{name: "idempotency_header off", cfg: provider.Config{BaseURL: "https://api.test", IdempotencyHeader: "-"}},
+		{name: "follow_redirects same_host", cfg: provider.Config{BaseURL: "https://api.test", FollowRedirects: provider.RedirectsSameHost}},
+		{name: "follow_redirects unknown", cfg: provider.Config{BaseURL: "https://api.test", FollowRedirects: "always"}, wantErr: true, wantField: "follow_redirects"},
+
+		// A private base_url needs allow_private_network; the error names both keys.
+		{name: "loopback IPv4", cfg: provider.Config{BaseURL: "http://127.0.0.1:8080/"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "loopback elsewhere in 127/8", cfg: provider.Config{BaseURL: "http://127.9.9.9/"}, wantErr: true, wantField: "base_url"},
+		{name: "loopback IPv6", cfg: provider.Config{BaseURL: "http://[::1]:8080/"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "IPv4-mapped loopback", cfg: provider.Config{BaseURL: "http://[::ffff:127.0.0.1]/"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "NAT64 metadata address", cfg: provider.Config{BaseURL: "http://[64:ff9b::a9fe:a9fe]/"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "localhost", cfg: provider.Config{BaseURL: "http://localhost:8080"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "LOCALHOST with a dot", cfg: provider.Config{BaseURL: "http://LOCALHOST.:8080"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "a .localhost name", cfg: provider.Config{BaseURL: "http://api.localhost"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "cloud metadata", cfg: provider.Config{BaseURL: "http://169.254.169.254/latest"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "RFC 1918 10/8", cfg: provider.Config{BaseURL: "https://10.1.2.3"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "RFC 1918 172.16/12", cfg: provider.Config{BaseURL: "https://172.31.0.1"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "RFC 1918 192.168/16", cfg: provider.Config{BaseURL: "https://192.168.1.1"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "unspecified", cfg: provider.Config{BaseURL: "http://0.0.0.0:80"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "IPv6 unique local", cfg: provider.Config{BaseURL: "http://[fd00::1]"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "IPv6 link-local with zone", cfg: provider.Config{BaseURL: "http://[fe80::1%25eth0]"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "carrier-grade NAT", cfg: provider.Config{BaseURL: "http://100.100.100.200"}, wantErr: true, wantField: "allow_private_network"},
+		{name: "public IPv4", cfg: provider.Config{BaseURL: "https://93.184.215.14"}},
+		{name: "public IPv6", cfg: provider.Config{BaseURL: "https://[2606:4700::1]"}},
+		{name: "loopback with opt-in", cfg: provider.Config{BaseURL: "http://127.0.0.1:8080/", AllowPrivateNetwork: true}},
+		{name: "metadata with opt-in", cfg: provider.Config{BaseURL: "http://[::1]/", AllowPrivateNetwork: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,14 @@
 // the auth header or the idempotency key), bounds every call by the
 // provider's timeout, and caps the response body it keeps.
 //
+// Where a call may go is fenced in three places: the request is built on
+// base_url's scheme and host only; redirects are not followed, or only on
+// that host (follow_redirects); and unless allow_private_network is set,
+// base_url may not name a private, loopback, link-local or unspecified
+// address, and the dialer refuses one after name resolution (egress.go), so
+// DNS rebinding cannot reach 127.0.0.1 or 169.254.169.254. Answers that
+// echo the credential are scrubbed before they are stored (scrub.go).
+//
 // Call reports failures as *Error, whose Class and Retryable fields carry
 // the decision to the worker. Which failures retry is the task's retry
 // policy (Policy: the provider's retry block with the task's override over

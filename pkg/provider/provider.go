@@ -25,7 +25,8 @@ type Provider struct {
 	name   string
 	cfg    Config
 	base   *url.URL
-	auth   string
+	auth   string // the auth header's value: prefix and secret
+	secret string // the secret alone, scrubbed from what the provider answers
 	client *http.Client
 	// policy is the provider's retry policy, policies its tasks' overrides.
 	policy   *Policy
@@ -42,7 +43,12 @@ func New(name string, cfg Config) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}
-	base, _ := url.Parse(cfg.BaseURL) // validated above
+	return build(name, cfg)
+}
+
+// build makes the provider from a validated config.
+func build(name string, cfg Config) (*Provider, error) {
+	base, _ := url.Parse(cfg.BaseURL) // validated
 	p := &Provider{name: name, cfg: cfg, base: base}
 	if err := p.buildPolicies(); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
@@ -53,10 +59,15 @@ func New(name string, cfg Config) (*Provider, error) {
 			return nil, fmt.Errorf("provider %s: %w", name, err)
 		}
 		p.auth = secret
+		p.secret = strings.TrimPrefix(secret, cfg.Auth.Prefix)
+	}
+	dialer := &net.Dialer{Timeout: min(cfg.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}
+	if !cfg.AllowPrivateNetwork {
+		dialer.Control = dialControl
 	}
 	transport := &http.Transport{
 		Proxy:       http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{Timeout: min(cfg.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext,
+		DialContext: dialer.DialContext,
 		// One idle connection per possible call in flight: a burst finds its
 		// connections already open.
 		MaxIdleConns:           cfg.Concurrency,
@@ -71,7 +82,7 @@ func New(name string, cfg Config) (*Provider, error) {
 	p.client = &http.Client{
 		Transport: transport,
 		// A redirect could lead anywhere; the job's host is the provider's.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		CheckRedirect: checkRedirect(cfg.FollowRedirects, base),
 	}
 	return p, nil
 }
@@ -120,6 +131,11 @@ func (p *Provider) call(ctx context.Context, j *job.Job) (*Reply, error) {
 	if err != nil {
 		return nil, p.transportError(ctx, fmt.Errorf("read response body: %w", err))
 	}
+	body, truncated = scrubSecret(body, truncated, p.secret)
+	if p.cfg.Auth.Header != "" {
+		resp.Header.Del(p.cfg.Auth.Header)
+	}
+	scrubHeader(resp.Header, p.secret)
 	reply := &Reply{HTTPStatus: resp.StatusCode, Response: newResponse(resp.Header, body, truncated)}
 	return reply, classify(resp)
 }
@@ -186,6 +202,10 @@ func (p *Provider) transportError(ctx context.Context, err error) error {
 		return &Error{Class: job.ClassTimeout, Retryable: true, Err: fmt.Errorf("no answer within %s: %w", p.cfg.Timeout, err)}
 	case ctx.Err() != nil:
 		return ctx.Err() // the caller gave up; the attempt has no outcome
+	case errors.Is(err, ErrPrivateNetwork):
+		// The config or the DNS points at the worker's own network: no
+		// retry will change that, and retrying would keep probing it.
+		return &Error{Class: job.ClassNetwork, Err: err}
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return &Error{Class: job.ClassTimeout, Retryable: true, Err: err}
 	default:
@@ -207,7 +227,7 @@ func classify(resp *http.Response) error {
 	case code >= 400:
 		return &Error{Class: job.ClassHTTP4xx, HTTPStatus: code, Err: errors.New(statusText(code))}
 	default:
-		return &Error{Class: job.ClassHTTP4xx, HTTPStatus: code, Err: fmt.Errorf("unexpected status %d (redirects are not followed)", code)}
+		return &Error{Class: job.ClassHTTP4xx, HTTPStatus: code, Err: fmt.Errorf("unexpected status %d (redirects are followed only with follow_redirects: same_host, and only on the base_url host)", code)}
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 // newProvider builds a provider named "acme" and closes it after the test.
 func newProvider(t *testing.T, cfg provider.Config) *provider.Provider {
 	t.Helper()
+	cfg.AllowPrivateNetwork = true // httptest servers listen on loopback
 	p, err := provider.New("acme", cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -763,7 +764,7 @@ func TestAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, got := captureServer(t)
-			p, err := provider.New("acme", provider.Config{BaseURL: srv.URL, Auth: tt.auth})
+			p, err := provider.New("acme", provider.Config{BaseURL: srv.URL, Auth: tt.auth, AllowPrivateNetwork: true})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("New error = %v, wantErr %v", err, tt.wantErr)
 			}

@@ -192,7 +192,7 @@ func benchJob(id string) *job.Job {
 // given concurrency, stopped by b.Cleanup if the run ends early.
 func (e *benchEnv) newWorker(b *testing.B, concurrency int) *worker.Worker {
 	b.Helper()
-	p, err := provider.New(benchProvider, provider.Config{BaseURL: e.url, Concurrency: concurrency})
+	p, err := provider.New(benchProvider, provider.Config{BaseURL: e.url, AllowPrivateNetwork: true, Concurrency: concurrency})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func setup(t *testing.T, api mockapi.Config) *bundle {
 
 // fastRetries is a provider config for tests: short backoff, three attempts.
 func (b *bundle) provider(url string, mods ...func(*provider.Config)) provider.Config {
-	c := provider.Config{BaseURL: url, Concurrency: 50, Timeout: 5 * time.Second, MaxAttempts: 3,
+	c := provider.Config{BaseURL: url, AllowPrivateNetwork: true, Concurrency: 50, Timeout: 5 * time.Second, MaxAttempts: 3,
 		BackoffBase: 10 * time.Millisecond, BackoffCap: 50 * time.Millisecond}
 	for _, m := range mods {
 		m(&c)

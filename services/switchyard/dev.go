@@ -109,7 +109,8 @@ func devDefaults(apiURL, dataDir string) map[string]any {
 	demo := func(path string) map[string]any {
 		// 2,000 in flight per provider: thousands of calls at once, within
 		// the open-file limit of a process that also serves them.
-		return map[string]any{"base_url": apiURL + path, "concurrency": 2000, "timeout": "10s", "max_attempts": 5, "backoff_base": "200ms", "backoff_cap": "2s"}
+		// The demo API listens on loopback, hence allow_private_network.
+		return map[string]any{"base_url": apiURL + path, "allow_private_network": true, "concurrency": 2000, "timeout": "10s", "max_attempts": 5, "backoff_base": "200ms", "backoff_cap": "2s"}
 	}
 	return map[string]any{
 		"recorder": map[string]any{"database": filepath.Join(dataDir, "switchyard.db")},

@@ -71,7 +71,7 @@ func (b *statusBundle) startWorkerAt(t *testing.T, api http.Handler, mod func(*p
 	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
 	pc := provider.Config{
-		BaseURL: hs.URL, Concurrency: 4, Timeout: 5 * time.Second, MaxAttempts: 3,
+		BaseURL: hs.URL, AllowPrivateNetwork: true, Concurrency: 4, Timeout: 5 * time.Second, MaxAttempts: 3,
 		RateLimit: provider.RateLimit{Rate: 5, Per: time.Second, Burst: 1},
 	}
 	if mod != nil {

@@ -29,7 +29,7 @@ func TestWorkerServiceRunsJobsAndDrains(t *testing.T) {
 	api := httptest.NewServer(mock)
 	t.Cleanup(api.Close)
 	cfgFile := filepath.Join(t.TempDir(), "worker.yaml")
-	yaml := fmt.Sprintf("log:\n  format: json\nproviders:\n  acme:\n    base_url: %s\n    concurrency: 10\n", api.URL)
+	yaml := fmt.Sprintf("log:\n  format: json\nproviders:\n  acme:\n    base_url: %s\n    allow_private_network: true\n    concurrency: 10\n", api.URL)
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -420,7 +420,8 @@ func writeConfig(path string, sc *Scenario, natsURL, providerURL, dbPath string)
 	maps.Copy(worker, sc.Config.Worker)
 	recorder := map[string]any{"database": dbPath}
 	maps.Copy(recorder, sc.Config.Recorder)
-	prov := map[string]any{"base_url": providerURL, "concurrency": sc.InFlight}
+	// The mock provider listens on loopback.
+	prov := map[string]any{"base_url": providerURL, "allow_private_network": true, "concurrency": sc.InFlight}
 	if sc.LiveReserve > 0 {
 		prov["live_reserve"] = sc.LiveReserve
 	}
