@@ -236,7 +236,7 @@ func TestRolesDoTheirJobs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("worker connect: %v", err)
 	}
-	p, err := provider.New("acme", provider.Config{BaseURL: api.URL, Concurrency: 4, Timeout: 5 * time.Second}.WithDefaults())
+	p, err := provider.New("acme", provider.Config{BaseURL: api.URL, AllowPrivateNetwork: true, Concurrency: 4, Timeout: 5 * time.Second}.WithDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func TestPeriodicScheduleFiresOncePerTickWithTwoReplicas(t *testing.T) {
 	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
 	for _, id := range []string{"w1", "w2"} {
-		ps, err := provider.NewAll(map[string]provider.Config{"acme": {BaseURL: hs.URL, Concurrency: 10, Timeout: 5 * time.Second}})
+		ps, err := provider.NewAll(map[string]provider.Config{"acme": {BaseURL: hs.URL, AllowPrivateNetwork: true, Concurrency: 10, Timeout: 5 * time.Second}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 // atMostOnce is the provider config of the at-most-once tests, the same in
 // the child process and in the test's own worker.
 func atMostOnce(url string) map[string]provider.Config {
-	return map[string]provider.Config{"acme": {BaseURL: url, Concurrency: 10, Timeout: 30 * time.Second,
+	return map[string]provider.Config{"acme": {BaseURL: url, AllowPrivateNetwork: true, Concurrency: 10, Timeout: 30 * time.Second,
 		Tasks: map[string]provider.Task{"charge": {Delivery: provider.AtMostOnce}}}}
 }
 

@@ -38,7 +38,7 @@ func BenchmarkCallHooksError(b *testing.B) {
 }
 
 func benchLaneMetrics(b *testing.B) *laneMetrics {
-	p, err := provider.New("acme", provider.Config{BaseURL: "http://127.0.0.1:1"})
+	p, err := provider.New("acme", provider.Config{BaseURL: "http://127.0.0.1:1", AllowPrivateNetwork: true})
 	if err != nil {
 		b.Fatal(err)
 	}

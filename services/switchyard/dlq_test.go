@@ -85,7 +85,7 @@ func setupDLQ(t *testing.T) *dlqBundle {
 	}
 	t.Cleanup(rec.Stop)
 
-	ps, err := provider.NewAll(map[string]provider.Config{"acme": {BaseURL: hs.URL, MaxAttempts: 2,
+	ps, err := provider.NewAll(map[string]provider.Config{"acme": {BaseURL: hs.URL, AllowPrivateNetwork: true, MaxAttempts: 2,
 		BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond, Timeout: 5 * time.Second}})
 	if err != nil {
 		t.Fatal(err)

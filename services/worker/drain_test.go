@@ -107,7 +107,7 @@ func startDrain(t *testing.T, latency, grace time.Duration, jobs int) *drainSetu
 	yaml := fmt.Sprintf(`log: {format: json}
 worker: {shutdown_grace: %s, fetch_max_wait: 300ms}
 providers:
-  acme: {base_url: %s, concurrency: %d, timeout: 10s}
+  acme: {base_url: %s, allow_private_network: true, concurrency: %d, timeout: 10s}
 `, grace, api.URL, drainConcurrency)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func (d *drainSetup) results(t *testing.T) map[string][]job.Result {
 // job the stopped process still held would wait out AckWait (30s) first.
 func (d *drainSetup) finishWithAnotherWorker(t *testing.T, url string) (map[string][]job.Result, time.Duration) {
 	t.Helper()
-	ps, err := provider.NewAll(map[string]provider.Config{"acme": {BaseURL: url, Concurrency: 50, Timeout: 10 * time.Second}})
+	ps, err := provider.NewAll(map[string]provider.Config{"acme": {BaseURL: url, AllowPrivateNetwork: true, Concurrency: 50, Timeout: 10 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
