@@ -72,7 +72,7 @@ func TestWithDefaults(t *testing.T) {
 				Timeout: 30 * time.Second, MaxAttempts: 7, BackoffBase: time.Millisecond, BackoffCap: time.Second,
 				Retry:             provider.RetryPolicy{Attempts: 7, Base: time.Millisecond, Cap: time.Second, Statuses: []string{"503"}, Errors: provider.DefaultRetryErrors},
 				IdempotencyHeader: "Idempotency-Key", ResponseBodyLimit: 65536,
-				RateLimit: noRate, FleetPause: provider.PauseOn429,
+				RateLimit: noRate, FleetPause: provider.PauseOn429, FollowRedirects: provider.RedirectsOff,
 			},
 		},
 		{

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -211,7 +212,9 @@ func newPolicy(r RetryPolicy) (*Policy, error) {
 // never retry.
 func (p *Policy) Retries(e *Error) bool {
 	switch {
-	case e.Class == job.ClassInvalid:
+	case e.Class == job.ClassInvalid, errors.Is(e.Err, ErrPrivateNetwork):
+		// A refused address stays refused: retrying would only keep
+		// probing the network.
 		return false
 	case e.HTTPStatus > 0 && e.HTTPStatus < len(p.statuses):
 		return p.statuses[e.HTTPStatus]
