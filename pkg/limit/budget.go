@@ -12,7 +12,9 @@ import (
 // calls, so the fleet retries at most Ratio·S_fleet + N·MinPerSecond·Window
 // in a window (N replicas): the ratio holds for the fleet exactly, the
 // floor grows with the replicas. A retry is counted when it is decided
-// (the failed call's job is scheduled again), not when it is made.
+// (the failed call's job is scheduled again), not when it is made. The
+// worker does not charge 429s to it: the limiter already paces those
+// retries (a pause, the adaptive rate).
 type BudgetSpec struct {
 	Ratio        float64
 	MinPerSecond float64

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchyard-io/switchyard/pkg/job"
 	"github.com/switchyard-io/switchyard/pkg/provider"
 )
 
@@ -71,7 +72,11 @@ func (w *Worker) attempt(ctx context.Context, c *call, d *delivery, maxAttempts 
 		// the breaker; or its backoff, then room in the budget) and calls
 		// again as the same attempt; the failure's result is not published.
 		outage := l.limiter.HoldForBreaker()
-		if !outage && (d.attempt >= maxAttempts || l.limiter.TakeRetry()) {
+		// A 429 is not charged to the budget: the limiter already paces
+		// the provider's calls to what it takes (a pause, the adaptive
+		// rate), and charging it would hold jobs back for budget on top,
+		// down to the budget's floor while successes are few.
+		if !outage && (d.attempt >= maxAttempts || throttled(callErr) || l.limiter.TakeRetry()) {
 			break
 		}
 		delay := policy.Delay(d.attempt, retryAfter(callErr))
@@ -141,4 +146,10 @@ func retryAfter(err error) time.Duration {
 		return perr.RetryAfter
 	}
 	return 0
+}
+
+// throttled reports whether a failed call was refused for its rate (429).
+func throttled(err error) bool {
+	var perr *provider.Error
+	return errors.As(err, &perr) && perr.Class == job.ClassThrottled
 }

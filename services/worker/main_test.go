@@ -128,6 +128,7 @@ func TestWorkerServiceFiresConfiguredSchedules(t *testing.T) {
 providers:
   acme:
     base_url: %s
+    allow_private_network: true
 schedules:
   beat:
     every: 1s
