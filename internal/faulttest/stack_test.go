@@ -487,6 +487,9 @@ type timing struct {
 	rateBefore float64
 	stall      time.Duration
 	toDone     time.Duration
+	// delay is toDone less the time the jobs left at the fault would have
+	// taken at rateBefore: what the fault cost.
+	delay time.Duration
 }
 
 func (pr *progress) timing(faultAt time.Time, total int) timing {
@@ -523,6 +526,9 @@ func (pr *progress) timing(faultAt time.Time, total int) timing {
 		if sm.n >= total && tm.toDone == 0 {
 			tm.toDone = sm.at.Sub(faultAt)
 		}
+	}
+	if tm.rateBefore > 0 && tm.toDone > 0 {
+		tm.delay = tm.toDone - time.Duration(float64(total-atFault.n)/tm.rateBefore*float64(time.Second))
 	}
 	return tm
 }
@@ -618,9 +624,9 @@ func (s *stack) finish(name string, pr *progress, db counter, total int, enq <-c
 
 	tm := rep.timing
 	t.Logf("provider answers by status %v, %d calls cut before the answer", st.ByStatus, st.Canceled)
-	t.Logf("FAULT %s: jobs=%d lost=%d extra_rows=%d dup_recorded=%d provider_calls=%d dup_delivered=%d (jobs called twice or more: %d) attempts=%d (max %d) dlq=%d results_msgs=%d rate_before=%.0f/s stall=%s fault_to_all_recorded=%s",
+	t.Logf("FAULT %s: jobs=%d lost=%d extra_rows=%d dup_recorded=%d provider_calls=%d dup_delivered=%d (jobs called twice or more: %d) attempts=%d (max %d) dlq=%d results_msgs=%d rate_before=%.0f/s stall=%s fault_to_all_recorded=%s delay=%s",
 		name, rep.jobs, rep.lost, rep.extraRows, rep.dupRecorded, rep.providerCalls, rep.dupDelivered, rep.dupKeys,
-		rep.attemptsTotal, rep.attemptsMax, rep.dead, rep.resultsMsgs, tm.rateBefore, tm.stall.Round(100*time.Millisecond), tm.toDone.Round(100*time.Millisecond))
+		rep.attemptsTotal, rep.attemptsMax, rep.dead, rep.resultsMsgs, tm.rateBefore, tm.stall.Round(100*time.Millisecond), tm.toDone.Round(100*time.Millisecond), tm.delay.Round(100*time.Millisecond))
 	if rep.lost > 0 {
 		t.Errorf("%d of %d jobs lost", rep.lost, total)
 	}
