@@ -215,3 +215,28 @@ func TestProviderDown(t *testing.T) {
 	t.Logf("attempts spent: %d for %d jobs (max %d per job)", rep.attemptsTotal, n, rep.attemptsMax)
 }
 
+
+// The same outage under the default retry policy (5 attempts, backoff from
+// 1 s): jobs whose attempts run out during the outage are dead-lettered,
+// which is what a fleet breaker is to prevent. Every job must still end in
+// exactly one row, succeeded or dead, and each dead one in the DLQ; the
+// test reports how many died.
+func TestProviderDownDefaultRetries(t *testing.T) {
+	n := jobs(t)
+	down := envDuration(t, "FAULT_OUTAGE", 15*time.Second)
+	o := defaults()
+	o.maxAttempts, o.backoffBase, o.backoffCap = 0, 0, 0
+	o.allowDead = true
+	s := newStack(t, o)
+	db := s.openDB()
+	pr := s.watch(db)
+	enq := s.enqueue(n)
+	s.waitFor(pr, n/4, limit)
+	faultAt := time.Now()
+	s.prov.down()
+	t.Logf("provider down at %d recorded, for %s; default retry policy", pr.last(), down)
+	time.Sleep(down) // the outage's length, not a synchronisation
+	s.prov.up(t)
+	rep := s.finish("provider down "+down.String()+", default retries", pr, db, n, enq, faultAt, limit)
+	t.Logf("dead-lettered by the outage: %d of %d jobs; attempts spent %d", rep.deadRows, n, rep.attemptsTotal)
+}
