@@ -427,6 +427,8 @@ type sample struct {
 type progress struct {
 	mu      sync.Mutex
 	samples []sample
+	fails   int   // polls that failed
+	lastErr error // of the latest failed poll
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -441,11 +443,14 @@ func (s *stack) watch(db counter) *progress {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			n, err := db.count(ctx)
 			cancel()
+			pr.mu.Lock()
 			if err == nil {
-				pr.mu.Lock()
 				pr.samples = append(pr.samples, sample{time.Now(), n})
-				pr.mu.Unlock()
+			} else {
+				pr.fails++
+				pr.lastErr = err
 			}
+			pr.mu.Unlock()
 			select {
 			case <-pr.stop:
 				return
@@ -578,6 +583,9 @@ func (s *stack) finish(name string, pr *progress, db counter, total int, enq <-c
 	}
 	pr.close()
 	rep := report{jobs: total, timing: pr.timing(faultAt, total)}
+	if pr.fails > 0 {
+		t.Logf("%d polls of the results database failed (they leave gaps in the timing); the last: %v", pr.fails, pr.lastErr)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
