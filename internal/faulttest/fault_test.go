@@ -6,6 +6,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/internal/pgtest"
 	"github.com/switchyard-io/switchyard/pkg/natsx"
+	"github.com/switchyard-io/switchyard/streams"
 )
 
 // Defaults for every scenario: 2 s call timeout (AckWait 14 s, see
@@ -162,6 +163,10 @@ func TestRecorderKilled(t *testing.T) {
 	faultAt := time.Now()
 	s.recorder.kill()
 	t.Logf("recorder killed with SIGKILL at %d recorded", pr.last())
+	if c, err := s.js.Consumer(t.Context(), streams.Results, streams.Recorder); err == nil {
+		info := c.CachedInfo()
+		t.Logf("the dead recorder holds %d results unacked; they come back after its consumer's AckWait, %s", info.NumAckPending, info.Config.AckWait)
+	}
 	s.startRecorder()
 	s.finish("recorder SIGKILL+restart", pr, db, n, enq, faultAt, limit)
 }
@@ -214,7 +219,6 @@ func TestProviderDown(t *testing.T) {
 	rep := s.finish("provider down "+down.String(), pr, db, n, enq, faultAt, limit)
 	t.Logf("attempts spent: %d for %d jobs (max %d per job)", rep.attemptsTotal, n, rep.attemptsMax)
 }
-
 
 // The same outage under the default retry policy (5 attempts, backoff from
 // 1 s): jobs whose attempts run out during the outage are dead-lettered,

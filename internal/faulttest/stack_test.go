@@ -547,20 +547,19 @@ func (pr *progress) timing(faultAt time.Time, total int) timing {
 
 // report is one scenario's figures, for RELIABILITY.md.
 type report struct {
-	jobs            int
-	lost            int // jobs with no succeeded row (nor a dead one, with allowDead)
-	deadRows        int
-	extraRows       int // rows of jobs never enqueued
-	dupRecorded     int // succeeded attempts recorded beyond one per job
-	providerCalls   int64
-	dupDelivered    int64 // provider calls beyond one per job
-	dupKeys         int   // jobs the provider saw more than once
-	attemptsTotal   int
-	attemptsMax     int
-	dead            uint64 // DLQ messages
-	resultsMsgs     uint64 // RESULTS messages published
-	timing          timing
-	producerRetries int
+	jobs          int
+	lost          int // jobs with no succeeded row (nor a dead one, with allowDead)
+	deadRows      int
+	extraRows     int // rows of jobs never enqueued
+	dupRecorded   int // succeeded attempts recorded beyond one per job
+	providerCalls int64
+	dupDelivered  int64 // provider calls beyond one per job
+	dupKeys       int   // jobs the provider saw more than once
+	attemptsTotal int
+	attemptsMax   int
+	dead          uint64 // DLQ messages
+	resultsMsgs   uint64 // RESULTS messages published
+	timing        timing
 }
 
 // finish waits for every job to be recorded, stops the services, reads the
