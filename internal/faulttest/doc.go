@@ -7,5 +7,6 @@
 // RELIABILITY.md at the repository root collects those figures.
 //
 // FAULT_JOBS sets the jobs per scenario (default 10000) and FAULT_OUTAGE
-// the provider outage (default 15s), for longer manual runs.
+// the provider outage (default 15s), for longer manual runs; FAULT_LOGS
+// names a directory that keeps each test's process logs and configs.
 package faulttest

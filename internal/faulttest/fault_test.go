@@ -168,6 +168,8 @@ func TestRecorderKilled(t *testing.T) {
 		t.Logf("the dead recorder holds %d results unacked; they come back after its consumer's AckWait, %s", info.NumAckPending, info.Config.AckWait)
 	}
 	s.startRecorder()
+	stop := s.logConsumer(streams.Results, streams.Recorder, 2*time.Second)
+	defer stop()
 	s.finish("recorder SIGKILL+restart", pr, db, n, enq, faultAt, limit)
 }
 

@@ -96,6 +96,11 @@ func newStack(t *testing.T, o options) *stack {
 	}
 	dir := t.TempDir()
 	s := &stack{t: t, o: o, dir: dir, logDir: filepath.Join(dir, "logs"), starts: map[string]int{}}
+	if keep := os.Getenv("FAULT_LOGS"); keep != "" {
+		// Keep the process logs and configs after the test, for a look.
+		s.logDir = filepath.Join(keep, t.Name())
+		_ = os.RemoveAll(s.logDir)
+	}
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -692,4 +697,36 @@ func (s *stack) dumpLogs() {
 		p := &proc{name: e.Name(), log: filepath.Join(s.logDir, e.Name())}
 		s.t.Logf("--- %s:\n%s", e.Name(), p.tail(15))
 	}
+}
+
+// logConsumer logs the consumer's state every interval until stopped, to
+// show where a stall comes from.
+func (s *stack) logConsumer(stream, name string, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		start := time.Now()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c, err := s.js.Consumer(ctx, stream, name)
+			cancel()
+			if err != nil {
+				s.t.Logf("+%s %s/%s: %v", time.Since(start).Round(100*time.Millisecond), stream, name, err)
+				continue
+			}
+			i := c.CachedInfo()
+			s.t.Logf("+%s %s/%s: pending %d, ack pending %d, redelivered %d, waiting pulls %d",
+				time.Since(start).Round(100*time.Millisecond), stream, name, i.NumPending, i.NumAckPending, i.NumRedelivered, i.NumWaiting)
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
