@@ -1,7 +1,6 @@
 package faulttest
 
 import (
-	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -68,7 +67,7 @@ func (p *provider) up(t *testing.T) {
 			p.serve(ln)
 			return
 		}
-		if !errors.Is(err, net.ErrClosed) && time.Now().After(deadline) {
+		if time.Now().After(deadline) {
 			t.Fatalf("provider: listen again on %s: %v", p.addr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
