@@ -8,5 +8,6 @@
 //
 // FAULT_JOBS sets the jobs per scenario (default 10000) and FAULT_OUTAGE
 // the provider outage (default 15s), for longer manual runs; FAULT_LOGS
-// names a directory that keeps each test's process logs and configs.
+// names a directory that keeps each test's process logs and configs;
+// FAULT_TRACE=1 logs the recorder's and the workers' consumers every 2 s.
 package faulttest

@@ -464,6 +464,10 @@ func (s *stack) watch(db counter) *progress {
 		}
 	}()
 	s.t.Cleanup(pr.close)
+	if os.Getenv("FAULT_TRACE") != "" {
+		s.t.Cleanup(s.logConsumer(streams.Results, streams.Recorder, 2*time.Second))
+		s.t.Cleanup(s.logConsumer(streams.Jobs, job.WorkConsumer(providerName, job.LaneBulk), 2*time.Second))
+	}
 	return pr
 }
 
@@ -591,16 +595,21 @@ func (s *stack) finish(name string, pr *progress, db counter, total int, enq <-c
 		t.Logf("%d polls of the results database failed (they leave gaps in the timing); the last: %v", pr.fails, pr.lastErr)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if info, err := s.streamInfo(ctx, streams.DLQ); err == nil {
+	// A cluster may still be electing stream leaders after a fault.
+	infoStart := time.Now()
+	if info, err := s.streamInfo(streams.DLQ, time.Minute); err == nil {
 		rep.dead = info.State.Msgs
 	} else {
 		t.Errorf("DLQ info: %v", err)
 	}
-	if info, err := s.streamInfo(ctx, streams.Results); err == nil {
+	if info, err := s.streamInfo(streams.Results, time.Minute); err == nil {
 		rep.resultsMsgs = info.State.LastSeq
 	}
+	if d := time.Since(infoStart); d > 5*time.Second {
+		t.Logf("stream info took %s", d.Round(100*time.Millisecond))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for _, w := range s.workers {
 		w.stop(15 * time.Second)
 	}
@@ -672,18 +681,24 @@ func (s *stack) finish(name string, pr *progress, db counter, total int, enq <-c
 	return rep
 }
 
-// streamInfo retries while the cluster elects leaders.
-func (s *stack) streamInfo(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
+// streamInfo retries for up to limit while the cluster elects leaders.
+func (s *stack) streamInfo(name string, limit time.Duration) (*jetstream.StreamInfo, error) {
+	deadline := time.Now().Add(limit)
 	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var info *jetstream.StreamInfo
 		st, err := s.js.Stream(ctx, name)
 		if err == nil {
-			return st.Info(ctx)
+			info, err = st.Info(ctx)
 		}
-		select {
-		case <-ctx.Done():
+		cancel()
+		if err == nil {
+			return info, nil
+		}
+		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
-		case <-time.After(200 * time.Millisecond):
 		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
