@@ -204,8 +204,10 @@ func TestProviderDown(t *testing.T) {
 	n := jobs(t)
 	down := envDuration(t, "FAULT_OUTAGE", 15*time.Second)
 	o := defaults()
-	// Enough attempts to outlast the outage: up to 3 s between attempts.
-	o.maxAttempts = max(20, int(down/time.Second))
+	// Enough attempts to outlast the outage with room to spare: backoff is
+	// up to 3 s with full jitter, so a job makes about one attempt a second
+	// (with 20 for a 15 s outage, one job took 19).
+	o.maxAttempts = 3 * int(max(down, 15*time.Second)/time.Second)
 	s := newStack(t, o)
 	db := s.openDB()
 	pr := s.watch(db)
