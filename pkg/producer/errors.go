@@ -40,6 +40,11 @@ var (
 const (
 	codeInsufficientResources jetstream.ErrorCode = 10023
 	codeStoreFailed           jetstream.ErrorCode = 10077
+	// codeMsgIDInProcess: a publish with the same Nats-Msg-Id is still
+	// being stored (a retry that overtook the first try, as around a
+	// leader change). A retry then gets the stored message's ack or a
+	// duplicate.
+	codeMsgIDInProcess jetstream.ErrorCode = 10158
 )
 
 // classify decides whether a failed publish is worth trying again, and
@@ -55,7 +60,7 @@ func classify(err error) (transient bool, final error) {
 			return false, fmt.Errorf("%w: %s, and the stream discards new messages", ErrStreamFull, d)
 		case apiErr.ErrorCode == codeInsufficientResources:
 			return false, fmt.Errorf("%w: %s", ErrStreamFull, d)
-		case apiErr.Code >= 500 || apiErr.Code == 408:
+		case apiErr.Code >= 500 || apiErr.Code == 408, apiErr.ErrorCode == codeMsgIDInProcess:
 			// JetStream temporarily unavailable, a store failure, a
 			// leader election: the server says try again.
 			return true, err

@@ -32,6 +32,7 @@ func TestClassify(t *testing.T) {
 		{"unknown", errors.New("something odd"), true, nil},
 		{"temporarily unavailable", api(503, 10008, "JetStream system temporarily unavailable"), true, nil},
 		{"store failed on I/O", api(503, 10077, "input/output error"), true, nil},
+		{"same msg id in process", api(409, 10158, "duplicate message id is in process"), true, nil},
 		{"request timeout", api(408, 10000, "timeout"), true, nil},
 
 		{"exceeds max_msg_size", api(400, 10054, "message size exceeds maximum allowed"), false, ErrTooLarge},
