@@ -225,9 +225,19 @@ func (w *Worker) storeDeadLetter(ctx context.Context, d delivery, dl *job.DeadLe
 	return true
 }
 
-// publish stores one message, retrying briefly with the same message id so
-// that a lost PubAck cannot store it twice. Permanent errors (too large)
-// are returned at once.
+// storePatience is how long publish keeps trying to store an outcome. A
+// call's outcome that cannot be stored is handed back and the provider
+// called again, so giving up must not be quick: a NATS server restarting
+// or a cluster electing a stream leader answers "no responders" for a few
+// seconds (the fault suite saw thousands of calls made twice when this was
+// 0.6 s). Meanwhile the message's heartbeat keeps it from being delivered
+// again.
+const storePatience = 20 * time.Second
+
+// publish stores one message, retrying with the same message id (so that a
+// lost PubAck cannot store it twice) for up to storePatience, with a
+// backoff from 200 ms to 2 s. Permanent errors (too large) are returned at
+// once.
 //
 // Publishes are asynchronous, so the connection batches them with the rest
 // of the worker's traffic instead of one round trip each; the caller still
@@ -239,16 +249,19 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, v any) (*je
 		return nil, fmt.Errorf("encode %s: %w", subject, err)
 	}
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
-	for try := 1; ; try++ {
+	giveUp := time.Now().Add(storePatience)
+	pause := 200 * time.Millisecond
+	for {
 		ack, err := w.publishOnce(ctx, m)
-		if err == nil || try == 3 || permanent(err) || ctx.Err() != nil {
+		if err == nil || permanent(err) || ctx.Err() != nil || time.Now().Add(pause).After(giveUp) {
 			return ack, err
 		}
 		select {
-		case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+		case <-time.After(pause):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		pause = min(2*pause, 2*time.Second)
 	}
 }
 
