@@ -152,9 +152,10 @@ func (s *stack) writeConfig() {
 		db = s.o.postgres
 	}
 	prov := map[string]any{
-		"base_url":    s.prov.url(),
-		"concurrency": s.o.concurrency,
-		"timeout":     s.o.timeout.String(),
+		"base_url":              s.prov.url(),
+		"allow_private_network": true, // the mock provider is on loopback
+		"concurrency":           s.o.concurrency,
+		"timeout":               s.o.timeout.String(),
 	}
 	if s.o.maxAttempts > 0 {
 		prov["max_attempts"] = s.o.maxAttempts
@@ -170,7 +171,7 @@ func (s *stack) writeConfig() {
 	cfg := map[string]any{
 		"log":       map[string]any{"level": "warn", "format": "json"},
 		"nats":      map[string]any{"url": s.urls(), "name": "faulttest", "replicas": replicas},
-		"worker":    map[string]any{"shutdown_grace": "5s"},
+		"worker":    map[string]any{"shutdown_grace": "5s", "http": map[string]any{"listen": "127.0.0.1:0"}},
 		"recorder":  map[string]any{"database": db, "api": map[string]any{"listen": "-"}},
 		"providers": map[string]any{providerName: prov},
 	}

@@ -416,7 +416,9 @@ func startMock(ctx context.Context, bin string, args []string, logDir string) (*
 // loads it with the services' own loader so a bad key fails here, naming
 // the key, rather than in a child's log.
 func writeConfig(path string, sc *Scenario, natsURL, providerURL, dbPath string) error {
-	worker := map[string]any{}
+	// Every worker process reads this file: each takes a port of its own
+	// for its metrics and probes.
+	worker := map[string]any{"http": map[string]any{"listen": "127.0.0.1:0"}}
 	maps.Copy(worker, sc.Config.Worker)
 	recorder := map[string]any{"database": dbPath}
 	maps.Copy(recorder, sc.Config.Recorder)
