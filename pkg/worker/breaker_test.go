@@ -150,7 +150,11 @@ func TestAProviderOutageOpensTheBreakerEverywhereAndLosesNothing(t *testing.T) {
 	if allowed > bound {
 		t.Errorf("the budgets allowed %d retries, above the bound %d", allowed, bound)
 	}
-	if want := 0.85 * min(globexPace, globexRate); globexDuring < want {
+	// Measured against its own pace just before, since other tests share
+	// the CPU in CI; 70 % leaves room for that noise, and a provider held
+	// up by acme's outage (sharing its slots, its fetches or its breaker)
+	// would fall far below it.
+	if want := 0.7 * min(globexPace, globexRate); globexDuring < want {
 		t.Errorf("globex ran at %.1f/s during acme's outage, %.1f/s before it: want at least %.1f/s", globexDuring, globexPace, want)
 	}
 }
