@@ -53,7 +53,7 @@ type Ops struct {
 	mu       sync.Mutex
 	hs       *http.Server
 	addr     net.Addr
-	done     chan struct{}
+	done     <-chan struct{}
 	shutdown bool
 }
 
@@ -112,14 +112,7 @@ func (o *Ops) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(o.logger.Handler(), slog.LevelWarn),
 	}
 	o.addr = ln.Addr()
-	o.done = make(chan struct{})
-	hs, done := o.hs, o.done
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			o.logger.Error("metrics and health server stopped serving", "err", err)
-		}
-	}()
+	o.done = Serve(o.hs, ln, o.logger, "metrics and health server")
 	o.logger.Info("serving metrics and health", "url", URL(o.addr))
 	return nil
 }
@@ -147,12 +140,7 @@ func (o *Ops) Shutdown(ctx context.Context) error {
 		<-done
 		return nil
 	}
-	err := hs.Shutdown(ctx)
-	if err != nil {
-		_ = hs.Close()
-	}
-	<-done
-	return err
+	return Shutdown(ctx, hs, done)
 }
 
 // CacheOK returns check with its successes cached for d: readiness probes

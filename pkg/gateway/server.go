@@ -38,7 +38,7 @@ type Server struct {
 	mu       sync.Mutex
 	hs       *http.Server
 	addr     net.Addr
-	done     chan struct{}
+	done     <-chan struct{}
 	shutdown bool
 }
 
@@ -95,14 +95,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ErrorLog:       slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	s.addr = ln.Addr()
-	s.done = make(chan struct{})
-	hs, done := s.hs, s.done
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("gateway stopped serving", "err", err)
-		}
-	}()
+	s.done = httpserve.Serve(s.hs, ln, s.logger, "gateway")
 	s.logger.Info("gateway listening", "addr", s.addr.String(), "url", s.urlLocked(), "auth", len(s.cfg.Tokens) > 0)
 	if len(s.cfg.Tokens) == 0 && !httpserve.IsLoopback(s.addr) {
 		s.logger.Warn("gateway listens beyond loopback without tokens (gateway.allow_unauthenticated): whoever reaches it makes calls with the providers' credentials",
@@ -155,11 +148,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.logger.Info("gateway shutting down")
 	s.handler.Drain()
-	err := hs.Shutdown(ctx)
-	if err != nil {
-		_ = hs.Close()
-	}
-	<-done
+	err := httpserve.Shutdown(ctx, hs, done)
 	if cerr := s.handler.Close(); err == nil {
 		err = cerr
 	}

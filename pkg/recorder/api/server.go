@@ -41,7 +41,7 @@ type Server struct {
 	mu       sync.Mutex
 	hs       *http.Server
 	addr     net.Addr
-	done     chan struct{}
+	done     <-chan struct{}
 	shutdown bool
 }
 
@@ -110,14 +110,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	s.addr = ln.Addr()
-	s.done = make(chan struct{})
-	hs, done := s.hs, s.done
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("query API stopped serving", "err", err)
-		}
-	}()
+	s.done = httpserve.Serve(s.hs, ln, s.logger, "query API")
 	s.logger.Info("query API listening", "addr", s.addr.String(), "url", s.urlLocked(), "auth", s.cfg.Token != "")
 	if s.cfg.Token == "" && !httpserve.IsLoopback(s.addr) {
 		s.logger.Warn("query API listens beyond loopback without a token: anyone who reaches it reads every result; set recorder.api.token",
@@ -165,10 +158,5 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.logger.Info("query API shutting down")
-	err := hs.Shutdown(ctx)
-	if err != nil {
-		_ = hs.Close()
-	}
-	<-done
-	return err
+	return httpserve.Shutdown(ctx, hs, done)
 }
