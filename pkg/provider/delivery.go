@@ -3,8 +3,6 @@ package provider
 import (
 	"fmt"
 	"time"
-
-	"github.com/switchyard-io/switchyard/pkg/job"
 )
 
 // Delivery says how often a job's call may be made.
@@ -53,10 +51,7 @@ func (c Config) validateDelivery() error {
 	if c.AckWait != 0 && c.AckWait < MinAckWait {
 		return fmt.Errorf("ack_wait: %s must be at least %s (or 0 for 2×timeout+10s)", c.AckWait, MinAckWait)
 	}
-	for name, t := range c.Tasks {
-		if !job.ValidToken(name) {
-			return fmt.Errorf("tasks: %q is not a task name ([a-z0-9_-]{1,64})", name)
-		}
+	for name, t := range c.Tasks { // names are checked with the retry overrides
 		if err := t.Delivery.validate("tasks." + name + ".delivery"); err != nil {
 			return err
 		}
