@@ -79,12 +79,23 @@ func build(name string, cfg Config) (*Provider, error) {
 		MaxResponseHeaderBytes: 64 << 10,
 		ForceAttemptHTTP2:      true,
 	}
+	var rt http.RoundTripper = transport
+	if base.Scheme == "http" && !proxied(base) {
+		rt = newH1Transport(dialer.DialContext, transport, cfg.Concurrency)
+	}
 	p.client = &http.Client{
-		Transport: transport,
+		Transport: rt,
 		// A redirect could lead anywhere; the job's host is the provider's.
 		CheckRedirect: checkRedirect(cfg.FollowRedirects, base),
 	}
 	return p, nil
+}
+
+// proxied reports whether the environment sends calls to base through a
+// proxy, which net/http's Transport knows how to speak to.
+func proxied(base *url.URL) bool {
+	u, err := http.ProxyFromEnvironment(&http.Request{URL: base})
+	return err != nil || u != nil
 }
 
 // Name returns the provider's name.
