@@ -3,7 +3,11 @@
 //
 // A Provider owns a tuned http.Client whose connection pool is sized to the
 // provider's concurrency, so thousands of calls in flight reuse keep-alive
-// connections instead of dialing. It builds each request from the provider's
+// connections instead of dialing. A plain http:// provider is called
+// through h1Transport (transport.go), which makes each call on the
+// caller's goroutine; https, and any provider reached through a proxy,
+// goes through net/http's Transport, which speaks HTTP/2 where the
+// provider does. It builds each request from the provider's
 // base URL and the job's relative path (never letting a job pick the host,
 // the auth header or the idempotency key), bounds every call by the
 // provider's timeout, and caps the response body it keeps.
