@@ -28,6 +28,9 @@ type Provider struct {
 	auth   string // the auth header's value: prefix and secret
 	secret string // the secret alone, scrubbed from what the provider answers
 	client *http.Client
+	// direct, when redirects are never followed, is the client's transport,
+	// called without the client (see do).
+	direct http.RoundTripper
 	// policy is the provider's retry policy, policies its tasks' overrides.
 	policy   *Policy
 	policies map[string]*Policy
@@ -88,6 +91,9 @@ func build(name string, cfg Config) (*Provider, error) {
 		// A redirect could lead anywhere; the job's host is the provider's.
 		CheckRedirect: checkRedirect(cfg.FollowRedirects, base),
 	}
+	if cfg.FollowRedirects != RedirectsSameHost {
+		p.direct = rt
+	}
 	return p, nil
 }
 
@@ -133,7 +139,7 @@ func (p *Provider) call(ctx context.Context, j *job.Job) (*Reply, error) {
 	if err != nil {
 		return nil, &Error{Class: job.ClassInvalid, Err: err}
 	}
-	resp, err := p.client.Do(req)
+	resp, err := p.do(req)
 	if err != nil {
 		return nil, p.transportError(ctx, err)
 	}
@@ -149,6 +155,29 @@ func (p *Provider) call(ctx context.Context, j *job.Job) (*Reply, error) {
 	scrubHeader(resp.Header, p.secret)
 	reply := &Reply{HTTPStatus: resp.StatusCode, Response: newResponse(resp.Header, body, truncated)}
 	return reply, classify(resp)
+}
+
+// do sends req. When no redirect is followed http.Client adds nothing but
+// a copy of the request's headers, kept for redirects, on every call; the
+// transport is then called straight, and its errors wrapped as the client
+// wraps them.
+func (p *Provider) do(req *http.Request) (*http.Response, error) {
+	if p.direct == nil {
+		return p.client.Do(req)
+	}
+	resp, err := p.direct.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: urlErrorOp(req.Method), URL: req.URL.String(), Err: err}
+	}
+	return resp, nil
+}
+
+// urlErrorOp is how http.Client names a method in its errors: "Get", "Post".
+func urlErrorOp(method string) string {
+	if method == "" {
+		return "Get"
+	}
+	return method[:1] + strings.ToLower(method[1:])
 }
 
 // NewRequest builds the HTTP request for j. The job's path is appended to
