@@ -130,3 +130,34 @@ func BenchmarkMarshalJob(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkResultEncode compares what a worker does with every result:
+// Marshal (before) against AppendJSON into a buffer of SizeHint bytes.
+func BenchmarkResultEncode(b *testing.B) {
+	r := benchResult()
+	want, err := json.Marshal(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(want)))
+		for b.Loop() {
+			if _, err := json.Marshal(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		if got, err := r.AppendJSON(nil); err != nil || string(got) != string(want) {
+			b.Fatalf("AppendJSON (err %v) = %s, want %s", err, got, want)
+		}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(want)))
+		for b.Loop() {
+			if _, err := r.AppendJSON(make([]byte, 0, r.SizeHint())); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -253,15 +253,16 @@ func (r *Request) validate(p *problems) {
 	for k, v := range r.Headers {
 		// "x-a" and "X-A" are one header: which value went out would
 		// depend on map order.
-		if other, ok := canonical[http.CanonicalHeaderKey(k)]; ok {
+		ck := http.CanonicalHeaderKey(k)
+		if other, ok := canonical[ck]; ok {
 			first, second := min(k, other), max(k, other)
 			p.add("request.headers."+second, fmt.Sprintf("names the same header as %q", first))
 		}
-		canonical[http.CanonicalHeaderKey(k)] = k
+		canonical[ck] = k
 		switch {
 		case !validHeaderName(k):
 			p.add("request.headers."+k, "not a valid header name")
-		case reservedHeaders[http.CanonicalHeaderKey(k)]:
+		case reservedHeaders[ck]:
 			p.add("request.headers."+k, "is set by the transport and may not be set by a job")
 		case hasControl(v):
 			p.add("request.headers."+k, "CR, LF and other control characters are not allowed in header values")
@@ -321,7 +322,7 @@ func checkPath(path string) error {
 	if strings.HasPrefix(decoded, "//") {
 		return fmt.Errorf("%q decodes to a path starting with //", path)
 	}
-	for _, seg := range strings.Split(decoded, "/") {
+	for seg := range strings.SplitSeq(decoded, "/") {
 		if seg == ".." || seg == "." {
 			return fmt.Errorf("%q has a %q segment", path, seg)
 		}

@@ -84,8 +84,16 @@ func (a Address) Subject() string { return Subject(a.Provider, a.Lane, a.Task) }
 // ParseSubject splits a job subject jobs.<provider>.<lane>.<task> and checks
 // every token.
 func ParseSubject(subject string) (Address, error) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 4 || parts[0] != JobsPrefix {
+	// Split in place: every job's subject is parsed.
+	var parts [4]string
+	rest, ok := subject, true
+	for i := range 3 {
+		if parts[i], rest, ok = strings.Cut(rest, "."); !ok {
+			break
+		}
+	}
+	parts[3] = rest
+	if !ok || strings.IndexByte(rest, '.') >= 0 || parts[0] != JobsPrefix {
 		return Address{}, &FieldError{Field: "subject", Reason: fmt.Sprintf("%q is not jobs.<provider>.<lane>.<task>", subject)}
 	}
 	a := Address{Provider: parts[1], Lane: Lane(parts[2]), Task: parts[3]}

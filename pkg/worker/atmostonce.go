@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/switchyard-io/switchyard/pkg/job"
@@ -30,8 +29,7 @@ func (w *Worker) ackBeforeCall(ctx context.Context, d *delivery) bool {
 	r := w.newResult(*d, time.Time{}, time.Now())
 	r.Attempt, r.Status = 0, job.StatusUnknown
 	r.Error = "at most once: acked before the call; the call's outcome is not stored yet"
-	id := fmt.Sprintf("%s:%d:started", r.JobID, d.seq)
-	if _, err := w.publish(pctx, job.ResultSubject(r.Provider, r.Task), id, r); err != nil {
+	if _, err := w.publishResult(pctx, msgID(r.JobID, d.seq, "started"), &r); err != nil {
 		w.logger.Error("store at-most-once start; the job will be redelivered", "job_id", r.JobID, "err", err)
 		_ = d.msg.NakWithDelay(time.Second)
 		return false

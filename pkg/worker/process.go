@@ -164,15 +164,17 @@ func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
 	}
 	// Every final outcome of one job message shares a message id: after a
 	// lost ack, the server then says an outcome is already stored.
-	id := fmt.Sprintf("%s:%d:%d", r.JobID, d.seq, r.Attempt)
+	var id string
 	if r.Status.Final() {
-		id = fmt.Sprintf("%s:%d:final", r.JobID, d.seq)
+		id = msgID(r.JobID, d.seq, "final")
+	} else {
+		id = msgID(r.JobID, d.seq, strconv.Itoa(r.Attempt))
 	}
-	ack, err := w.publish(pctx, job.ResultSubject(r.Provider, r.Task), id, r)
+	ack, err := w.publishResult(pctx, id, &r)
 	if permanent(err) {
 		r.Response, r.Meta = nil, nil
 		r.Error = strings.TrimPrefix(r.Error+"; ", "; ") + "response and meta dropped: the result was too large to store"
-		ack, err = w.publish(pctx, job.ResultSubject(r.Provider, r.Task), id, r)
+		ack, err = w.publishResult(pctx, id, &r)
 	}
 	if err != nil {
 		w.logger.Error("store result; the job will be redelivered", "job_id", r.JobID, "err", err)
@@ -209,12 +211,12 @@ func (w *Worker) settle(ctx context.Context, d delivery, out outcome) {
 // is too large to store. On failure it naks the message and reports false.
 func (w *Worker) storeDeadLetter(ctx context.Context, d delivery, dl *job.DeadLetter) bool {
 	id := fmt.Sprintf("dlq:%s:%d", dl.JobID, d.seq)
-	_, err := w.publish(ctx, job.DLQSubject(dl.Provider, dl.Task), id, dl)
+	_, err := w.publishJSON(ctx, job.DLQSubject(dl.Provider, dl.Task), id, dl)
 	if permanent(err) {
 		stripped := *dl
 		stripped.Job, stripped.JobBase64 = nil, nil
 		stripped.Error += "; original job dropped: too large to store"
-		_, err = w.publish(ctx, job.DLQSubject(dl.Provider, dl.Task), id, &stripped)
+		_, err = w.publishJSON(ctx, job.DLQSubject(dl.Provider, dl.Task), id, &stripped)
 	}
 	if err != nil {
 		w.logger.Error("store dead letter; the job will be redelivered", "job_id", dl.JobID, "err", err)
@@ -243,11 +245,7 @@ const storePatience = 20 * time.Second
 // of the worker's traffic instead of one round trip each; the caller still
 // waits for its PubAck, because the job is acked only once its outcome is
 // stored. The publisher bounds the acks pending and times each one out.
-func (w *Worker) publish(ctx context.Context, subject, msgID string, v any) (*jetstream.PubAck, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", subject, err)
-	}
+func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte) (*jetstream.PubAck, error) {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
 	giveUp := time.Now().Add(storePatience)
 	pause := 200 * time.Millisecond
@@ -265,8 +263,43 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, v any) (*je
 	}
 }
 
+// publishResult stores a result on its subject. Every attempt publishes
+// one, so it is encoded by hand (job.Result.AppendJSON), not by reflection.
+func (w *Worker) publishResult(ctx context.Context, msgID string, r *job.Result) (*jetstream.PubAck, error) {
+	data, err := r.AppendJSON(make([]byte, 0, r.SizeHint()))
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	return w.publish(ctx, job.ResultSubject(r.Provider, r.Task), msgID, data)
+}
+
+// publishJSON stores v, encoded by encoding/json, on subject.
+func (w *Worker) publishJSON(ctx context.Context, subject, msgID string, v any) (*jetstream.PubAck, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
+	}
+	return w.publish(ctx, subject, msgID, data)
+}
+
+// msgID is "<job id>:<seq>:<suffix>", a result's message id, built in one
+// allocation: it is made for every result.
+func msgID(jobID string, seq uint64, suffix string) string {
+	var buf [job.MaxIDLen + 48]byte
+	b := append(buf[:0], jobID...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, ':')
+	b = append(b, suffix...)
+	return string(b)
+}
+
+// publishOpts is shared by every publish: an option built per call is an
+// allocation per call.
+var publishOpts = []jetstream.PublishOpt{jetstream.WithStallWait(publishTimeout)}
+
 func (w *Worker) publishOnce(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
-	f, err := w.pub.PublishMsgAsync(m, jetstream.WithStallWait(publishTimeout))
+	f, err := w.pub.PublishMsgAsync(m, publishOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -282,6 +315,9 @@ func (w *Worker) publishOnce(ctx context.Context, m *nats.Msg) (*jetstream.PubAc
 
 // permanent reports whether a publish can never succeed as it is.
 func permanent(err error) bool {
+	if err == nil {
+		return false // before apiErr, which escapes to the heap
+	}
 	var apiErr *jetstream.APIError
 	return errors.Is(err, nats.ErrMaxPayload) ||
 		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
@@ -324,7 +360,11 @@ func newDeadLetter(r job.Result, msg jetstream.Msg, workerID string) *job.DeadLe
 
 // priorAttempts reads job.HeaderPriorAttempts; a missing or bad value is 0.
 func priorAttempts(msg jetstream.Msg) int {
-	n, err := strconv.Atoi(msg.Headers().Get(job.HeaderPriorAttempts))
+	h := msg.Headers().Get(job.HeaderPriorAttempts)
+	if h == "" {
+		return 0 // the usual case, where Atoi would allocate its error
+	}
+	n, err := strconv.Atoi(h)
 	if err != nil || n < 0 || n > 1_000_000 {
 		return 0
 	}
