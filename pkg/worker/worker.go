@@ -57,7 +57,7 @@ type Worker struct {
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
 	loops     sync.WaitGroup // fetch loops and the sweeper
-	calls     sync.WaitGroup // jobs being processed
+	calls     *runners       // jobs being processed
 
 	mu       sync.Mutex
 	started  bool
@@ -84,6 +84,7 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	w := &Worker{
+		calls:     newRunners(),
 		cfg:       cfg,
 		js:        js,
 		pub:       pub,
@@ -238,6 +239,7 @@ func (w *Worker) Stop(ctx context.Context) {
 	}
 	w.stopWork()
 	<-idle
+	w.calls.Close()
 	w.beats.stop()
 	// No call is in flight: leave the fleet, so the others take up this
 	// replica's share now.
