@@ -35,36 +35,3 @@ func TestRunners(t *testing.T) {
 	<-done
 	r.Wait()
 }
-
-func BenchmarkRunners(b *testing.B) {
-	b.Run("runners", func(b *testing.B) {
-		r := newRunners()
-		defer r.Close()
-		for b.Loop() {
-			r.Go(deepWork)
-		}
-		r.Wait()
-	})
-	b.Run("go", func(b *testing.B) {
-		r := newRunners()
-		for b.Loop() {
-			r.wg.Add(1)
-			go func() { defer r.wg.Done(); deepWork() }()
-		}
-		r.Wait()
-	})
-}
-
-// deepWork needs a stack of some 20 KiB, about what a job's call path
-// takes.
-func deepWork() { recurse(40) }
-
-//go:noinline
-func recurse(n int) byte {
-	var pad [512]byte
-	if n == 0 {
-		return pad[0]
-	}
-	pad[n%512] = byte(n)
-	return recurse(n-1) + pad[n%512]
-}
