@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // h1Transport is the RoundTripper for plain http:// providers. It makes
@@ -373,39 +375,19 @@ func closeBody(req *http.Request) {
 	}
 }
 
-// validHeader refuses what net/http's Transport refuses: a header that
-// would split the request. Jobs are checked long before; this is the last
-// line.
+// validHeader refuses what net/http's Transport refuses, with its own
+// checks: a header that would split the request. Jobs are checked long
+// before; this is the last line.
 func validHeader(h http.Header) error {
 	for k, vs := range h {
-		if k == "" || !validToken(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("invalid header field name %q", k)
 		}
 		for _, v := range vs {
-			for i := 0; i < len(v); i++ {
-				if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-					return fmt.Errorf("invalid header field value for %q", k)
-				}
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("invalid header field value for %q", k)
 			}
 		}
 	}
 	return nil
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || isSeparator(c) {
-			return false
-		}
-	}
-	return true
-}
-
-func isSeparator(c byte) bool {
-	switch c {
-	case '(', ')', '<', '>', '@', ',', ';', ':', '\\', '"', '/', '[', ']', '?', '=', '{', '}':
-		return true
-	}
-	return false
 }
