@@ -30,7 +30,7 @@
 // terminated only after the server has confirmed storing that outcome. A
 // worker that dies at any instant therefore loses nothing: an unacked job is
 // redelivered after AckWait. A call that runs past half its AckWait sends
-// InProgress heartbeats (one goroutine and heap for all calls), so it is not
+// InProgress heartbeats (one goroutine and queue for all calls), so it is not
 // delivered again while it runs. A dead letter lists the earlier attempts'
 // errors, read back from RESULTS when the job dies (see history).
 //

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"container/heap"
 	"sync"
 	"time"
 
@@ -19,29 +18,63 @@ type inProgresser interface {
 // after it started (or after its last heartbeat) gets an InProgress,
 // which restarts the server's AckWait.
 //
-// One goroutine serves every job of the worker from a heap ordered by
-// when each next needs a heartbeat, so 10,000 calls in flight cost 10,000
-// heap entries, not 10,000 timers or goroutines; most calls end long
-// before their first heartbeat and only go in and out of the heap.
+// One goroutine serves every job of the worker. Jobs that share an AckWait
+// wait in one queue, in the order they began, which is also the order
+// their heartbeats fall due; so tracking and untracking a call are O(1)
+// list operations, where a heap ordered by due time cost O(log n) cache
+// misses per call at 10,000 in flight. Most calls end long before their
+// first heartbeat and only go in and out of their queue.
 type heartbeats struct {
-	mu   sync.Mutex
-	due  beatHeap
-	wake chan struct{} // a new earliest entry
-	quit chan struct{}
-	done chan struct{}
-	once sync.Once
+	mu     sync.Mutex
+	queues map[time.Duration]*beatQueue // by the interval of their beats
+	wake   chan struct{}                // a queue that was empty has a beat
+	quit   chan struct{}
+	done   chan struct{}
+	once   sync.Once
 }
 
 // beat is one job whose message is kept alive.
 type beat struct {
-	msg   inProgresser
-	every time.Duration
-	at    time.Time
-	index int // in the heap; -1 once removed
+	msg        inProgresser
+	at         time.Time  // the next heartbeat is due
+	q          *beatQueue // nil once untracked
+	prev, next *beat
+}
+
+// beatQueue is a list of beats with the same interval, earliest due first:
+// a beat goes in at the back, due one interval from now, so the list stays
+// sorted by due time.
+type beatQueue struct {
+	every      time.Duration
+	head, tail *beat
+}
+
+func (q *beatQueue) push(b *beat) {
+	b.q, b.prev, b.next = q, q.tail, nil
+	if q.tail != nil {
+		q.tail.next = b
+	} else {
+		q.head = b
+	}
+	q.tail = b
+}
+
+func (q *beatQueue) remove(b *beat) {
+	if b.prev != nil {
+		b.prev.next = b.next
+	} else {
+		q.head = b.next
+	}
+	if b.next != nil {
+		b.next.prev = b.prev
+	} else {
+		q.tail = b.prev
+	}
+	b.q, b.prev, b.next = nil, nil, nil
 }
 
 func newHeartbeats() *heartbeats {
-	return &heartbeats{wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	return &heartbeats{queues: map[time.Duration]*beatQueue{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 }
 
 // start runs the heartbeat loop until stop.
@@ -57,11 +90,19 @@ func (h *heartbeats) stop() {
 // track keeps msg alive until untrack, with a heartbeat every half of
 // ackWait.
 func (h *heartbeats) track(msg inProgresser, ackWait time.Duration) *beat {
-	b := &beat{msg: msg, every: max(ackWait/2, 10*time.Millisecond)}
-	b.at = time.Now().Add(b.every)
+	every := max(ackWait/2, 10*time.Millisecond)
+	b := &beat{msg: msg}
 	h.mu.Lock()
-	heap.Push(&h.due, b)
-	first := b.index == 0
+	q := h.queues[every]
+	if q == nil {
+		q = &beatQueue{every: every}
+		h.queues[every] = q
+	}
+	// Read under the lock, so that beats enter their queue in the order of
+	// their due times.
+	b.at = time.Now().Add(every)
+	first := q.head == nil
+	q.push(b)
 	h.mu.Unlock()
 	if first {
 		select {
@@ -78,8 +119,8 @@ func (h *heartbeats) untrack(b *beat) {
 		return
 	}
 	h.mu.Lock()
-	if b.index >= 0 {
-		heap.Remove(&h.due, b.index)
+	if b.q != nil {
+		b.q.remove(b)
 	}
 	h.mu.Unlock()
 }
@@ -90,18 +131,20 @@ func (h *heartbeats) run() {
 	defer timer.Stop()
 	var send []inProgresser
 	for {
-		now := time.Now()
-		next := now.Add(time.Hour)
 		send = send[:0]
 		h.mu.Lock()
-		for len(h.due) > 0 && !h.due[0].at.After(now) {
-			b := h.due[0]
-			send = append(send, b.msg)
-			b.at = now.Add(b.every)
-			heap.Fix(&h.due, 0)
-		}
-		if len(h.due) > 0 {
-			next = h.due[0].at
+		now := time.Now()
+		next := now.Add(time.Hour)
+		for _, q := range h.queues {
+			for b := q.head; b != nil && !b.at.After(now); b = q.head {
+				send = append(send, b.msg)
+				q.remove(b)
+				b.at = now.Add(q.every)
+				q.push(b)
+			}
+			if q.head != nil && q.head.at.Before(next) {
+				next = q.head.at
+			}
 		}
 		h.mu.Unlock()
 		// Outside the lock: each is a publish, which may wait on the
@@ -117,29 +160,6 @@ func (h *heartbeats) run() {
 			return
 		}
 	}
-}
-
-// beatHeap orders beats by when they are next due.
-type beatHeap []*beat
-
-func (q beatHeap) Len() int           { return len(q) }
-func (q beatHeap) Less(i, k int) bool { return q[i].at.Before(q[k].at) }
-func (q beatHeap) Swap(i, k int) {
-	q[i], q[k] = q[k], q[i]
-	q[i].index, q[k].index = i, k
-}
-func (q *beatHeap) Push(x any) {
-	b := x.(*beat)
-	b.index = len(*q)
-	*q = append(*q, b)
-}
-func (q *beatHeap) Pop() any {
-	old := *q
-	b := old[len(old)-1]
-	old[len(old)-1] = nil
-	b.index = -1
-	*q = old[:len(old)-1]
-	return b
 }
 
 // ackWaitOf is the AckWait of a provider's work consumers: its ack_wait,
