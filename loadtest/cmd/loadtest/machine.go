@@ -3,15 +3,12 @@ package main
 import (
 	"bufio"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Machine says where a report's numbers were measured.
@@ -23,54 +20,6 @@ type Machine struct {
 	GoVersion   string `json:"go_version"`
 	GitCommit   string `json:"git_commit"`
 	GitDirty    bool   `json:"git_dirty"`
-}
-
-// SpeedProbe is how long a fixed single-core workload took at one moment
-// of a run. The hosts we measure on are shared: the same binary runs a
-// quarter faster or slower from one minute to the next, and every process
-// of the pipeline with it. Probing at the edges of each phase, while our
-// processes are idle, says which kind of minute a run had, so that runs
-// can be compared fairly.
-type SpeedProbe struct {
-	Phase string `json:"phase"`
-	// Millis is the best of speedProbeRounds, in milliseconds; lower is
-	// faster.
-	Millis float64 `json:"ms"`
-}
-
-const speedProbeRounds = 5
-
-// probeSpeed times speedProbeWork on a thread of its own and keeps the
-// best round, the one least disturbed by anything else running.
-func probeSpeed(phase string) SpeedProbe {
-	best := make(chan time.Duration)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		b := time.Duration(1<<63 - 1)
-		for range speedProbeRounds {
-			t := time.Now()
-			speedProbeWork()
-			b = min(b, time.Since(t))
-		}
-		best <- b
-	}()
-	return SpeedProbe{Phase: phase, Millis: float64((<-best).Microseconds()) / 1000}
-}
-
-// speedProbeWork is a little of what the pipeline does all day: hashing
-// short strings into a map, allocating, comparing. Its result is returned
-// so that the compiler keeps the work.
-func speedProbeWork() int {
-	r := rand.New(rand.NewPCG(1, 2))
-	m := make(map[string]int)
-	xs := make([]int, 0, 50000)
-	for range 50000 {
-		m[strconv.Itoa(r.IntN(1<<20))]++
-		xs = append(xs, r.Int())
-	}
-	slices.Sort(xs)
-	return len(m) + xs[0]
 }
 
 func describeMachine(root string) Machine {

@@ -14,17 +14,15 @@ import (
 // Report is everything one run measured; report.json is this struct and
 // report.md is rendered from it.
 type Report struct {
-	Command  string    `json:"command"`
-	Mode     string    `json:"mode"` // managed, connect or ceiling-only
-	RunID    string    `json:"run_id"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
-	Dir      string    `json:"dir"`
-	Machine  Machine   `json:"machine"`
-	// Speed probes the host at the edges of the run's phases.
-	Speed        []SpeedProbe `json:"speed_probe,omitempty"`
-	ScenarioFile string       `json:"scenario_file"`
-	Scenario     *Scenario    `json:"scenario"`
+	Command      string    `json:"command"`
+	Mode         string    `json:"mode"` // managed, connect or ceiling-only
+	RunID        string    `json:"run_id"`
+	Started      time.Time `json:"started"`
+	Finished     time.Time `json:"finished"`
+	Dir          string    `json:"dir"`
+	Machine      Machine   `json:"machine"`
+	ScenarioFile string    `json:"scenario_file"`
+	Scenario     *Scenario `json:"scenario"`
 	// ScenarioText is the scenario file as written.
 	ScenarioText string `json:"-"`
 	// Overrides lists command-line flags that changed the scenario.
@@ -158,17 +156,8 @@ func (r *Report) Markdown() string {
 		dirty = " (dirty)"
 	}
 	p("## Machine\n\n| | |\n|---|---|\n")
-	p("| CPU | %s |\n| cores | %d |\n| memory | %s |\n| kernel | %s |\n| Go | %s |\n| commit | %s%s |\n",
+	p("| CPU | %s |\n| cores | %d |\n| memory | %s |\n| kernel | %s |\n| Go | %s |\n| commit | %s%s |\n\n",
 		m.CPU, m.Cores, bytesIEC(m.MemoryBytes), m.Kernel, m.GoVersion, m.GitCommit, dirty)
-	if len(r.Speed) > 0 {
-		parts := make([]string, len(r.Speed))
-		for i, s := range r.Speed {
-			parts[i] = fmt.Sprintf("%.1f ms %s", s.Millis, s.Phase)
-		}
-		p("| speed probe | %s (a fixed single-core workload, best of %d, while our processes are idle; lower is faster) |\n",
-			strings.Join(parts, " · "), speedProbeRounds)
-	}
-	p("\n")
 
 	p("## Scenario\n\n`%s`", r.ScenarioFile)
 	if len(r.Overrides) > 0 {

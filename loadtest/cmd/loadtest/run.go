@@ -76,11 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !o.startsProcesses() || o.ceilingOnly {
 			return fmt.Errorf("scenario %s (kind recorder) starts its own nats-server and recorder: drop --nats, --mock, --db and --ceiling-only", sc.Name)
 		}
-		r.probe("before the run", logger)
 		if err := runRecorderLoad(ctx, o, sc, r, root, logDir, logger); err != nil {
 			return err
 		}
-		r.probe("after it", logger)
 		return finishReport(dir, r, stdout, logger)
 	}
 
@@ -91,7 +89,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	if !o.ceilingOnly {
-		r.probe("before the pipeline", logger)
 		if err := runPipeline(ctx, sc, st, r, logger); err != nil {
 			return err
 		}
@@ -101,12 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if !sc.Ceiling.Skip && ctx.Err() == nil {
-		r.probe("before the ceiling", logger)
 		if err := ceilingPhase(ctx, o, sc, st, r, logger); err != nil {
 			return err
 		}
 	}
-	r.probe("at the end", logger)
 	st.stop(logger)
 	r.Processes = st.procReports()
 	r.Finished = time.Now().UTC()
@@ -117,13 +112,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return finishReport(dir, r, stdout, logger)
-}
-
-// probe adds a speed probe of the host to the report.
-func (r *Report) probe(phase string, logger *slog.Logger) {
-	s := probeSpeed(phase)
-	logger.Info("speed probe", "phase", phase, "ms", s.Millis)
-	r.Speed = append(r.Speed, s)
 }
 
 // finishReport writes the report, prints it, and fails on any correctness
