@@ -519,6 +519,9 @@ func TestCallTimeout(t *testing.T) {
 			if perr.Class != job.ClassTimeout || !perr.Retryable || perr.HTTPStatus != 0 {
 				t.Errorf("Error = %+v, want retryable timeout without status", perr)
 			}
+			if !strings.Contains(perr.Error(), "no answer within 100ms") {
+				t.Errorf("Error %q does not say the provider did not answer in time", perr)
+			}
 			if reply != nil {
 				t.Errorf("Reply = %+v, want nil", reply)
 			}

@@ -95,10 +95,23 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 // aLongTimeAgo is a deadline that unblocks a read or write at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper: the request's context alone
+// bounds the call, and its errors say so, as net/http's do.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" {
 		return t.fallback.RoundTrip(req)
+	}
+	return t.roundTripUntil(req, time.Time{})
+}
+
+// roundTripUntil is RoundTrip for an http:// request, with the call, its
+// body included, also bounded by deadline (zero: no bound), which is set on
+// the connection: past it, reads and writes fail with
+// os.ErrDeadlineExceeded.
+func (t *h1Transport) roundTripUntil(req *http.Request, deadline time.Time) (*http.Response, error) {
+	if req.URL.Scheme != "http" {
+		closeBody(req)
+		return nil, fmt.Errorf("h1Transport: %q is not an http:// URL", req.URL)
 	}
 	if err := validHeader(req.Header); err != nil {
 		closeBody(req)
@@ -110,7 +123,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	for {
-		cn, err := t.get(ctx, addr)
+		cn, err := t.get(ctx, addr, deadline)
 		if err != nil {
 			closeBody(req)
 			return nil, err
@@ -226,23 +239,36 @@ func (b *h1Body) finish(clean bool) {
 	_ = b.cn.conn.Close()
 }
 
-// get takes the most recently used idle connection to addr, or dials one.
-func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, error) {
+// get takes the most recently used idle connection to addr, or dials one,
+// and sets its deadline. A connection keeps the deadline of its last call
+// while it sits idle, so the new one is set before the idle check, which
+// reads.
+func (t *h1Transport) get(ctx context.Context, addr string, deadline time.Time) (*h1Conn, error) {
 	for {
 		cn := t.pop(addr)
 		if cn == nil {
 			break
 		}
 		idle := time.Since(cn.idleAt)
-		if idle > t.idleTimeout || (idle > t.checkAfter && !cn.alive()) {
+		if idle > t.idleTimeout || cn.conn.SetDeadline(deadline) != nil || (idle > t.checkAfter && !cn.alive()) {
 			_ = cn.conn.Close()
 			continue
 		}
 		cn.reused = true
 		return cn, nil
 	}
-	c, err := t.dial(ctx, "tcp", addr)
+	dctx := ctx
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	c, err := t.dial(dctx, "tcp", addr)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.SetDeadline(deadline); err != nil {
+		_ = c.Close()
 		return nil, err
 	}
 	cn := &h1Conn{addr: addr, conn: c, bw: bufio.NewWriterSize(c, 4<<10)}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -373,6 +374,85 @@ func TestH1ContextEndsTheCall(t *testing.T) {
 	}
 	resp.Body.Close()
 	<-cc.closedCh
+}
+
+// A deadline given to roundTripUntil bounds the wait for the head and the
+// body, without a context of its own.
+func TestH1DeadlineEndsTheCall(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/body" {
+			w.Header().Set("Content-Length", "10")
+			w.Write([]byte("12345"))
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	cc := countConns(srv)
+	srv.Start()
+	defer srv.Close()
+	tr := testH1(t)
+
+	req, _ := http.NewRequest("GET", srv.URL+"/head", nil)
+	start := time.Now()
+	_, err := tr.roundTripUntil(req, start.Add(100*time.Millisecond))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("waiting for the head: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Fatalf("the call ended after %s, before its deadline", d)
+	}
+	<-cc.closedCh
+
+	req, _ = http.NewRequest("GET", srv.URL+"/body", nil)
+	resp, err := tr.roundTripUntil(req, time.Now().Add(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("reading a stalled body: %v, want os.ErrDeadlineExceeded", err)
+	}
+	resp.Body.Close()
+	<-cc.closedCh
+}
+
+// A pooled connection keeps the deadline of its last call; one that passed
+// while it sat idle must not fail the next call, nor the idle check that
+// reads from it.
+func TestH1ReusesAConnectionPastItsLastDeadline(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	cc := countConns(srv)
+	srv.Start()
+	defer srv.Close()
+	tr := testH1(t)
+	tr.checkAfter = 0
+
+	call := func(deadline time.Time) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+		resp, err := tr.roundTripUntil(req, deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "ok" {
+			t.Fatalf("body %q, %v", b, err)
+		}
+		resp.Body.Close()
+	}
+	first := time.Now().Add(50 * time.Millisecond)
+	call(first)
+	time.Sleep(time.Until(first) + 10*time.Millisecond) // the idle connection's deadline passes
+	call(time.Now().Add(time.Second))
+	call(time.Time{})
+	if n := cc.opened.Load(); n != 1 {
+		t.Fatalf("%d connections opened, want the first one reused", n)
+	}
 }
 
 // A body closed before its end takes its connection with it: the rest of
