@@ -244,7 +244,8 @@ const storePatience = 20 * time.Second
 // Publishes are asynchronous, so the connection batches them with the rest
 // of the worker's traffic instead of one round trip each; the caller still
 // waits for its PubAck, because the job is acked only once its outcome is
-// stored. The publisher bounds the acks pending and times each one out.
+// stored. The storer times each PubAck out; Worker.settling bounds how many
+// are pending.
 func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte) (*jetstream.PubAck, error) {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
 	giveUp := time.Now().Add(storePatience)
@@ -294,23 +295,8 @@ func msgID(jobID string, seq uint64, suffix string) string {
 	return string(b)
 }
 
-// publishOpts is shared by every publish: an option built per call is an
-// allocation per call.
-var publishOpts = []jetstream.PublishOpt{jetstream.WithStallWait(publishTimeout)}
-
 func (w *Worker) publishOnce(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
-	f, err := w.pub.PublishMsgAsync(m, publishOpts...)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case ack := <-f.Ok():
-		return ack, nil
-	case err := <-f.Err():
-		return nil, err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return w.pub.store(ctx, m)
 }
 
 // permanent reports whether a publish can never succeed as it is.

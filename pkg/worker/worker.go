@@ -30,7 +30,7 @@ const maxPendingOutcomes = 8192
 type Worker struct {
 	cfg Config
 	js  jetstream.JetStream
-	pub jetstream.JetStream // publishes outcomes; see publish
+	pub *storer // publishes outcomes (see publish); from Start
 	// settling bounds the calls that have returned and whose outcomes are
 	// being stored; see call.
 	settling  chan struct{}
@@ -75,19 +75,10 @@ func New(js jetstream.JetStream, cfg Config, providers []*provider.Provider, log
 	if len(providers) == 0 {
 		return nil, errors.New("worker: no providers configured")
 	}
-	// Outcomes go through their own context so that their pending acks are
-	// bounded and time out, whatever options the caller's context has.
-	pub, err := jetstream.New(js.Conn(),
-		jetstream.WithPublishAsyncMaxPending(maxPendingOutcomes),
-		jetstream.WithPublishAsyncTimeout(publishTimeout))
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
 	w := &Worker{
 		calls:     newRunners(),
 		cfg:       cfg,
 		js:        js,
-		pub:       pub,
 		settling:  make(chan struct{}, maxPendingOutcomes),
 		logger:    logger.With("worker", cfg.ID),
 		providers: make(map[string]*provider.Provider, len(providers)),
@@ -187,6 +178,12 @@ func (w *Worker) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if w.pub, err = newStorer(w.js.Conn(), publishTimeout); err != nil {
+		_ = pauses.Unsubscribe()
+		w.cancels.Stop()
+		w.fleet.Stop(ctx)
+		return fmt.Errorf("worker: subscribe to PubAcks: %w", err)
+	}
 	w.beats.start()
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -241,6 +238,7 @@ func (w *Worker) Stop(ctx context.Context) {
 	<-idle
 	w.calls.Close()
 	w.beats.stop()
+	w.pub.close() // after every outcome is stored
 	// No call is in flight: leave the fleet, so the others take up this
 	// replica's share now.
 	w.fleet.Stop(ctx)
