@@ -84,11 +84,26 @@ func TestStorerManyAtOnce(t *testing.T) {
 		}
 		seen[q] = true
 	}
-	s.mu.Lock()
-	left := len(s.pending)
-	s.mu.Unlock()
-	if left != 0 {
+	if left := s.pendingCount(); left != 0 {
 		t.Fatalf("%d waits left pending", left)
+	}
+}
+
+func (s *storer) pendingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// awaitPending waits until s has n PubAcks pending: a store has published.
+func awaitPending(t *testing.T, s *storer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.pendingCount() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pending after 10s, want %d", s.pendingCount(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -154,15 +169,7 @@ func TestStorerErrors(t *testing.T) {
 			_, err := s2.store(t.Context(), &nats.Msg{Subject: "silent.x", Data: []byte("x")})
 			done <- err
 		}()
-		for {
-			s2.mu.Lock()
-			n := len(s2.pending)
-			s2.mu.Unlock()
-			if n == 1 {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+		awaitPending(t, s2, 1)
 		s2.close()
 		if err := <-done; !errors.Is(err, errStorerClosed) {
 			t.Fatalf("pending store at close: %v, want errStorerClosed", err)
@@ -200,15 +207,7 @@ func TestStorerFailsPendingOnDisconnect(t *testing.T) {
 		_, err := s.store(t.Context(), &nats.Msg{Subject: "silent.x", Data: []byte("x")})
 		done <- err
 	}()
-	for {
-		s.mu.Lock()
-		n := len(s.pending)
-		s.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitPending(t, s, 1)
 	start := time.Now()
 	srv.Restart()
 	if err := <-done; !errors.Is(err, nats.ErrDisconnected) {
