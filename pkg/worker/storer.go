@@ -113,20 +113,27 @@ func (s *storer) store(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, err
 		storeWaits.Put(w)
 		return nil, err
 	}
-	select {
-	case r := <-w.ch:
-		storeWaits.Put(w)
-		if r.err != nil {
-			return nil, r.err
+	var r storeResult
+	if done := ctx.Done(); done == nil {
+		// Outcomes are stored under a context that is never cancelled: a
+		// plain receive is cheaper than a select.
+		r = <-w.ch
+	} else {
+		select {
+		case r = <-w.ch:
+		case <-done:
+			if s.take(id) == nil {
+				<-w.ch // answered meanwhile: drain it before reuse
+			}
+			storeWaits.Put(w)
+			return nil, ctx.Err()
 		}
-		return &r.ack, nil
-	case <-ctx.Done():
-		if s.take(id) == nil {
-			<-w.ch // answered meanwhile: drain it before reuse
-		}
-		storeWaits.Put(w)
-		return nil, ctx.Err()
 	}
+	storeWaits.Put(w)
+	if r.err != nil {
+		return nil, r.err
+	}
+	return &r.ack, nil
 }
 
 // take removes and returns the waiter of id, or nil when another already
