@@ -607,3 +607,116 @@ func BenchmarkTransport(b *testing.B) {
 		})
 	}
 }
+
+// writeRequest puts on the wire what req.Write does: both outputs parse
+// into the same request, and the unusual requests it hands to req.Write
+// come out byte for byte the same.
+func TestWriteRequestMatchesRequestWrite(t *testing.T) {
+	type shape struct {
+		name   string
+		own    bool // written by writeRequest itself, not req.Write
+		method string
+		url    string
+		body   string
+		header map[string][]string
+		edit   func(*http.Request)
+	}
+	shapes := []shape{
+		{name: "GET", own: true, method: "GET", url: "http://api.example:8080/v1/charge?id=7&x=%20y"},
+		{name: "POST with body", own: true, method: "POST", url: "http://api.example/v1/charge", body: `{"amount":100}`,
+			header: map[string][]string{"Content-Type": {"application/json"}, "Idempotency-Key": {"job-1"}, "User-Agent": {"switchyard/1"}}},
+		{name: "POST without body", own: true, method: "POST", url: "http://api.example/v1/ping"},
+		{name: "DELETE without body", own: true, method: "DELETE", url: "http://api.example/v1/x"},
+		{name: "HEAD", own: true, method: "HEAD", url: "http://api.example/"},
+		{name: "PUT, escaped path, several values", own: true, method: "PUT", url: "http://api.example/a%2Fb/c%20d", body: "xyz",
+			header: map[string][]string{"X-Many": {"one", " two "}, "Authorization": {"Bearer s3cret"}}},
+		{name: "empty user agent", own: true, method: "GET", url: "http://api.example/", header: map[string][]string{"User-Agent": {""}}},
+		{name: "host override", own: true, method: "GET", url: "http://127.0.0.1:9/", edit: func(r *http.Request) { r.Host = "api.example" }},
+		{name: "IPv6 host", own: true, method: "GET", url: "http://[::1]:8080/x"},
+		// Handed to req.Write.
+		{name: "close", method: "GET", url: "http://api.example/", edit: func(r *http.Request) { r.Close = true }},
+		{name: "unknown length", method: "POST", url: "http://api.example/", body: "abc", edit: func(r *http.Request) { r.ContentLength = -1 }},
+		{name: "zone", method: "GET", url: "http://[fe80::1%25eth0]:80/"},
+	}
+	build := func(t *testing.T, sh shape) *http.Request {
+		var body io.Reader
+		if sh.body != "" {
+			body = strings.NewReader(sh.body)
+		}
+		req, err := http.NewRequest(sh.method, sh.url, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, vs := range sh.header {
+			req.Header[k] = vs
+		}
+		if sh.edit != nil {
+			sh.edit(req)
+		}
+		return req
+	}
+	for _, sh := range shapes {
+		t.Run(sh.name, func(t *testing.T) {
+			if _, _, own := plainRequest(build(t, sh)); own != sh.own {
+				t.Fatalf("written by writeRequest itself: %v, want %v", own, sh.own)
+			}
+			var ours, theirs strings.Builder
+			bw := bufio.NewWriter(&ours)
+			if err := writeRequest(bw, build(t, sh)); err != nil {
+				t.Fatal(err)
+			}
+			bw.Flush()
+			if err := build(t, sh).Write(&theirs); err != nil {
+				t.Fatal(err)
+			}
+			a, err := http.ReadRequest(bufio.NewReader(strings.NewReader(ours.String())))
+			if err != nil {
+				t.Fatalf("ours does not parse: %v\n%s", err, ours.String())
+			}
+			b, err := http.ReadRequest(bufio.NewReader(strings.NewReader(theirs.String())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ab, _ := io.ReadAll(a.Body)
+			bb, _ := io.ReadAll(b.Body)
+			if a.Method != b.Method || a.RequestURI != b.RequestURI || a.Host != b.Host || a.Proto != b.Proto ||
+				a.ContentLength != b.ContentLength || fmt.Sprint(a.TransferEncoding) != fmt.Sprint(b.TransferEncoding) ||
+				fmt.Sprint(a.Header) != fmt.Sprint(b.Header) || string(ab) != string(bb) {
+				t.Fatalf("ours:\n%s\nreq.Write:\n%s", ours.String(), theirs.String())
+			}
+			if len(ours.String()) != len(theirs.String()) {
+				t.Fatalf("ours is %d bytes, req.Write's %d:\n%s\n%s", len(ours.String()), len(theirs.String()), ours.String(), theirs.String())
+			}
+		})
+	}
+}
+
+// A body shorter or longer than its ContentLength is an error, as in
+// req.Write, and the body is closed either way.
+func TestWriteRequestBodyLength(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		n    int64
+	}{{"abc", 5}, {"abcdef", 3}} {
+		closed := false
+		req, _ := http.NewRequest("POST", "http://api.example/", nil)
+		req.Body = closeFunc{strings.NewReader(tc.body), func() { closed = true }}
+		req.ContentLength = tc.n
+		var sb strings.Builder
+		bw := bufio.NewWriter(&sb)
+		err := writeRequest(bw, req)
+		if err == nil || !strings.Contains(err.Error(), "ContentLength") {
+			t.Errorf("body %q with ContentLength %d: %v, want a length error", tc.body, tc.n, err)
+		}
+		if !closed {
+			t.Errorf("body %q not closed", tc.body)
+		}
+	}
+}
+
+type closeFunc struct {
+	io.Reader
+	close func()
+}
+
+func (c closeFunc) Close() error { c.close(); return nil }
