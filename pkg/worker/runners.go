@@ -61,10 +61,12 @@ func (r *runners) loop(x *runner, f func()) {
 	defer r.alive.Add(-1)
 	for {
 		f()
-		r.wg.Done()
+		// Parked before the job counts as done, so that a Go after Wait
+		// finds this runner idle.
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
+			r.wg.Done()
 			return
 		}
 		x.since = time.Now()
@@ -74,6 +76,7 @@ func (r *runners) loop(x *runner, f func()) {
 			time.AfterFunc(r.idleFor, r.reap)
 		}
 		r.mu.Unlock()
+		r.wg.Done()
 		var ok bool
 		if f, ok = <-x.work; !ok {
 			return
