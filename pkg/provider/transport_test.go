@@ -328,11 +328,11 @@ func TestH1CapsTheResponseHead(t *testing.T) {
 	}
 }
 
-// The request's context bounds the whole call: waiting for the head and
-// reading the body. The connection is not reused afterwards.
-func TestH1ContextEndsTheCall(t *testing.T) {
+// stallingServer never finishes an answer: on /head it sends nothing, on
+// /body the head and half the body, until the client goes or the test ends.
+func stallingServer(t *testing.T) (*httptest.Server, *connCounter) {
+	t.Helper()
 	release := make(chan struct{})
-	defer close(release)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/body" {
 			w.Header().Set("Content-Length", "10")
@@ -346,7 +346,15 @@ func TestH1ContextEndsTheCall(t *testing.T) {
 	}))
 	cc := countConns(srv)
 	srv.Start()
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first
+	return srv, cc
+}
+
+// The request's context bounds the whole call: waiting for the head and
+// reading the body. The connection is not reused afterwards.
+func TestH1ContextEndsTheCall(t *testing.T) {
+	srv, cc := stallingServer(t)
 	c := &http.Client{Transport: testH1(t)}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -379,22 +387,7 @@ func TestH1ContextEndsTheCall(t *testing.T) {
 // A deadline given to roundTripUntil bounds the wait for the head and the
 // body, without a context of its own.
 func TestH1DeadlineEndsTheCall(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/body" {
-			w.Header().Set("Content-Length", "10")
-			w.Write([]byte("12345"))
-			w.(http.Flusher).Flush()
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	cc := countConns(srv)
-	srv.Start()
-	defer srv.Close()
+	srv, cc := stallingServer(t)
 	tr := testH1(t)
 
 	req, _ := http.NewRequest("GET", srv.URL+"/head", nil)

@@ -19,15 +19,38 @@ func resultMsg(id, data string) *nats.Msg {
 	return &nats.Msg{Subject: "results.acme.charge", Data: []byte(data), Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
 }
 
-func TestStorerStoresAndReportsDuplicates(t *testing.T) {
+// startStorer starts a server with the Switchyard streams and a storer on
+// a connection to it, closed by t.Cleanup.
+func startStorer(t testing.TB, timeout time.Duration) (*natstest.Server, *nats.Conn, jetstream.JetStream, *storer) {
+	t.Helper()
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
 	srv.ApplyStreams(t, js)
-	s, err := newStorer(nc, 5*time.Second)
+	s, err := newStorer(nc, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
+	t.Cleanup(s.close)
+	return srv, nc, js, s
+}
+
+// silence subscribes to silent.>, where publishes get no reply: no stream
+// stores them, and the subscriber keeps the server from answering "no
+// responders".
+func silence(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	sub, err := nc.Subscribe("silent.>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStorerStoresAndReportsDuplicates(t *testing.T) {
+	_, _, js, s := startStorer(t, 5*time.Second)
 
 	first, err := s.store(t.Context(), resultMsg("a:1:final", `{"n":1}`))
 	if err != nil {
@@ -54,14 +77,7 @@ func TestStorerStoresAndReportsDuplicates(t *testing.T) {
 
 // Many stores at once each get their own PubAck.
 func TestStorerManyAtOnce(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, js := srv.Connect(t)
-	srv.ApplyStreams(t, js)
-	s, err := newStorer(nc, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
+	_, _, _, s := startStorer(t, 5*time.Second)
 
 	const n = 2000
 	seqs := make([]uint64, n)
@@ -108,20 +124,8 @@ func awaitPending(t *testing.T, s *storer, n int) {
 }
 
 func TestStorerErrors(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, js := srv.Connect(t)
-	srv.ApplyStreams(t, js)
-	s, err := newStorer(nc, 300*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
-	// A subscriber that never answers: a publish no stream stores.
-	silent, err := nc.Subscribe("silent.>", func(*nats.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Unsubscribe()
+	_, nc, _, s := startStorer(t, 300*time.Millisecond)
+	silence(t, nc)
 
 	t.Run("no stream", func(t *testing.T) {
 		_, err := s.store(t.Context(), &nats.Msg{Subject: "nostream.x", Data: []byte("x")})
@@ -185,22 +189,8 @@ func TestStorerErrors(t *testing.T) {
 // retries after the reconnect instead of waiting out the timeout; the
 // replies of later stores arrive on the resubscribed inbox.
 func TestStorerFailsPendingOnDisconnect(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, js := srv.Connect(t)
-	srv.ApplyStreams(t, js)
-	s, err := newStorer(nc, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
-	silent, err := nc.Subscribe("silent.>", func(*nats.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	srv, nc, _, s := startStorer(t, time.Minute)
+	silence(t, nc)
 
 	done := make(chan error, 1)
 	go func() {
@@ -261,14 +251,7 @@ func TestPubAckOf(t *testing.T) {
 // BenchmarkStorer is one outcome stored, PubAck awaited, with many others
 // pending, against the jetstream package's async publish that it replaced.
 func BenchmarkStorer(b *testing.B) {
-	srv := natstest.Start(b)
-	nc, js := srv.Connect(b)
-	srv.ApplyStreams(b, js)
-	s, err := newStorer(nc, 5*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.close()
+	_, nc, _, s := startStorer(b, 5*time.Second)
 	pub, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192), jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {
 		b.Fatal(err)
