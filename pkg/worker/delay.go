@@ -48,7 +48,7 @@ func (w *Worker) reschedule(ctx context.Context, d delivery, j *job.Job) {
 	m.Header.Set(job.HeaderJobID, j.ID)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
-	if _, err := w.publishOnce(pctx, m); err != nil {
+	if _, err := w.pub.store(pctx, m); err != nil {
 		wait := time.Until(*j.NotBefore) + 10*time.Millisecond
 		w.logger.Warn("could not hold a job as a schedule until its not_before; naking it until then instead", "job_id", j.ID, "not_before", j.NotBefore, "err", err)
 		_ = d.msg.NakWithDelay(wait)

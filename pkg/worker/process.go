@@ -251,7 +251,7 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 	giveUp := time.Now().Add(storePatience)
 	pause := 200 * time.Millisecond
 	for {
-		ack, err := w.publishOnce(ctx, m)
+		ack, err := w.pub.store(ctx, m)
 		if err == nil || permanent(err) || ctx.Err() != nil || time.Now().Add(pause).After(giveUp) {
 			return ack, err
 		}
@@ -293,10 +293,6 @@ func msgID(jobID string, seq uint64, suffix string) string {
 	b = append(b, ':')
 	b = append(b, suffix...)
 	return string(b)
-}
-
-func (w *Worker) publishOnce(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
-	return w.pub.store(ctx, m)
 }
 
 // permanent reports whether a publish can never succeed as it is.
